@@ -1,0 +1,9 @@
+"""exda: all-in-one blind image restoration with ExDA attention.
+
+The two ExDA primitives live in :mod:`exda.layers`; networks in :mod:`exda.models`.
+"""
+
+from exda.models import create_model, list_models
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "__version__"]

@@ -1,0 +1,48 @@
+"""The `exda` command line: one entry point, one sub-command per module that owns the feature.
+
+Each sub-command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from exda.errors import UserError
+
+# name -> (module, one-line help). Explicit on purpose: no folder scanning.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("exda.models.cli", "list registered models with parameters and GFLOPs"),
+    "degrade": ("exda.degradations.cli", "synthesise a reproducible degraded benchmark from clean images"),
+    "train": ("exda.engine.train_cli", "train a model from a YAML preset"),
+    "eval": ("exda.engine.eval_cli", "evaluate a checkpoint on a dataset (PSNR/SSIM tables)"),
+    "restore": ("exda.engine.restore_cli", "restore an image or a folder with a checkpoint"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="exda", description="All-in-one blind image restoration (ExDA).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as err:
+        print(f"exda {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"exda {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""One explicit registry of model factories: ``@register_model`` adds, ``create_model`` builds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from exda.errors import UserError
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a factory under its function name; a duplicate name is a programming error."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODELS[name] = fn
+    return fn
+
+
+def _ensure_families_loaded() -> None:
+    # Model families register themselves on import; the list is explicit, not a folder scan.
+    import exda.models.promptir  # noqa: F401
+    import exda.models.restormer  # noqa: F401
+
+
+def list_models() -> list[str]:
+    _ensure_families_loaded()
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; unknown names raise :class:`UserError` listing the known ones."""
+    _ensure_families_loaded()
+    if name not in _MODELS:
+        raise UserError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
+    model = _MODELS[name](**kwargs)
+    model.model_name = name
+    model.model_kwargs = dict(kwargs)
+    return model
