@@ -1,0 +1,140 @@
+"""Contract tests over every registered model, exact reference counts, and the ExDA primitives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import exda
+from exda.layers import GLOBAL_TOKENS, VALUE_TRANSFORMS, GlobalSpatialToken, NonlinearValue, TransposedAttention
+from exda.models.profile import count_parameters, profile_model
+from exda.models.promptir import PROMPTS
+
+TEST_MODELS = [name for name in exda.list_models() if name.endswith("_test")]
+
+
+def test_registry_lists_every_family_and_size():
+    names = exda.list_models()
+    for family in ("restormer", "promptir", "exda_restormer", "exda_promptir"):
+        for suffix in ("", "_small", "_tiny", "_test"):
+            assert family + suffix in names
+
+
+def test_duplicate_registration_raises():
+    from exda.models.registry import register_model
+
+    def restormer():  # same name as a registered factory
+        raise AssertionError
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(restormer)
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(exda.errors.UserError, match="unknown model"):
+        exda.create_model("no_such_model")
+
+
+def test_exact_reference_parameter_counts():
+    with torch.device("meta"):
+        assert count_parameters(exda.create_model("restormer")) == 26_126_644
+        assert count_parameters(exda.create_model("promptir")) == 35_592_263
+
+
+@pytest.mark.parametrize("family", ["restormer", "promptir"])
+def test_exda_overhead_within_bounds(family):
+    kwargs = {"prompts": PROMPTS["base"]} if family == "promptir" else {}
+    base_params, base_flops = profile_model(family, **kwargs)
+    params, flops = profile_model("exda_" + family)
+    assert 0 < params / base_params - 1 <= 0.02
+    assert 0 < flops / base_flops - 1 <= 0.05
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_model_contract(name):
+    torch.manual_seed(0)
+    model = exda.create_model(name)
+    x = torch.rand(1, 3, 37, 31)
+    y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.abs().mean().backward()
+    live = {n: p for n, p in model.named_parameters() if not n.startswith("unused_published_convs")}
+    missing = [n for n, p in live.items() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"parameters without a gradient: {missing[:5]}"
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_grayscale_input(name):
+    model = exda.create_model(name, in_channels=1).eval()
+    x = torch.rand(2, 1, 32, 48)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_only_promptir_keeps_never_called_convolutions():
+    with torch.device("meta"):
+        dead = exda.create_model("promptir").unused_published_convs
+    assert sum(p.numel() for p in dead.parameters()) == 215_296
+    assert not hasattr(exda.create_model("exda_promptir_test"), "unused_published_convs")
+
+
+def test_global_token_adds_no_parameters():
+    for kind in GLOBAL_TOKENS:
+        assert count_parameters(GlobalSpatialToken(heads=2, kind="row" if kind == "off" else kind)) == 0
+    with_token = exda.create_model("restormer_test", global_token="row")
+    assert count_parameters(with_token) == count_parameters(exda.create_model("restormer_test"))
+
+
+def _attention_output(**options) -> torch.Tensor:
+    torch.manual_seed(0)
+    attn = TransposedAttention(dim=8, heads=2, **options)
+    torch.manual_seed(1)
+    return attn(torch.randn(1, 8, 11, 13))
+
+
+def test_every_primitive_option_changes_outputs():
+    outputs = {("off", "off"): _attention_output()}
+    for vt in VALUE_TRANSFORMS[1:]:
+        outputs[(vt, "off")] = _attention_output(value_transform=vt)
+    for gt in GLOBAL_TOKENS[1:]:
+        outputs[("off", gt)] = _attention_output(global_token=gt)
+    keys = list(outputs)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            assert not torch.allclose(outputs[a], outputs[b]), f"{a} and {b} give the same output"
+
+
+def test_nonlinear_value_is_residual_and_nonlinear():
+    torch.manual_seed(0)
+    nv = NonlinearValue(channels=4, heads=2, kind="dwconv_gelu")
+    v = torch.randn(1, 4, 5, 5)
+    assert not torch.allclose(nv(2 * v), 2 * nv(v))  # not linear any more
+    assert torch.equal(NonlinearValue(4, 2, "off")(v), v)
+
+
+def test_token_weights_are_a_distribution_over_cells():
+    gst = GlobalSpatialToken(heads=2, kind="row", grid=4)
+    w = gst.cell_weights(torch.randn(2, 8, 37, 31))
+    assert w.shape == (2, 8, 16)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 8))
+
+
+def test_degradation_descriptor_is_explicit():
+    model = exda.create_model("exda_restormer_test").eval()
+    d = model.degradation_descriptor(torch.rand(2, 3, 40, 36))
+    assert d.shape[0] == 2 and d.ndim == 2 and torch.isfinite(d).all()
+    with pytest.raises(ValueError, match="no global spatial token"):
+        exda.create_model("restormer_test").degradation_descriptor(torch.rand(1, 3, 16, 16))
+
+
+def test_invalid_options_are_rejected():
+    with pytest.raises(ValueError):
+        exda.create_model("restormer_test", value_transform="sigmoid")
+    with pytest.raises(ValueError):
+        exda.create_model("restormer_test", global_token="tokens")
+    with pytest.raises(ValueError):
+        exda.create_model("restormer_test", in_channels=4)
