@@ -1,0 +1,79 @@
+"""``exda eval``: score a checkpoint on a dataset and write results.csv, results.json, comparison.png.
+
+The medical layout switches to AMIR's protocol (11x11 gaussian SSIM, data range = GT max - min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from exda.data import build_dataset
+from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
+from exda.engine.evaluate import evaluate_model
+from exda.engine.restore_cli import add_inference_arguments, check_tiling, resolve_device
+from exda.errors import UserError
+
+LAYOUTS = ("paired", "deg3", "deg5", "cdd11", "medical", "synthetic")
+SAMPLES = "samples"  # --data value meaning the built-in sample photos
+GRID_IMAGES = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a .safetensors checkpoint or a run folder")
+    parser.add_argument("--data", default=None,
+                        help=f"dataset root; '{SAMPLES}' or omitted = built-in sample photos (synthetic)")
+    parser.add_argument("--layout", choices=LAYOUTS, default=None,
+                        help="folder layout (default: paired for a folder, synthetic for the samples)")
+    parser.add_argument("--degradation", dest="degradations", action="extend", nargs="+", default=[],
+                        metavar="NAME", help="degradations to synthesise (synthetic layout)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: eval-<data name>/ next to the checkpoint)")
+    parser.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 luma (Y)")
+    parser.add_argument("--crop-border", type=int, default=0, metavar="N",
+                        help="ignore N pixels at each border")
+    parser.add_argument("--ssim-gaussian", action="store_true",
+                        help="11x11 gaussian SSIM (MoCE-IR) instead of the 7x7 uniform default")
+    parser.add_argument("--max-items", type=int, default=None, metavar="N", help="evaluate the first N items")
+    add_inference_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.crop_border < 0:
+        raise UserError(f"--crop-border must be >= 0, got {args.crop_border}")
+    if args.max_items is not None and args.max_items < 1:
+        raise UserError(f"--max-items must be positive, got {args.max_items}")
+    check_tiling(args.tile, args.tile_overlap)
+    root = None if args.data in (None, SAMPLES) else Path(args.data)
+    layout = args.layout or ("synthetic" if root is None else "paired")
+    if root is None and layout != "synthetic":
+        raise UserError(f"--layout {layout} needs --data pointing at a dataset folder")
+
+    device = resolve_device(args.device)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    model, info = load_for_inference(checkpoint, device=device)
+    dataset = build_dataset(layout, root, "test", degradations=tuple(args.degradations),
+                            in_channels=getattr(model, "in_channels", 3))
+    medical = layout == "medical"
+    if medical:
+        print("exda eval: medical layout, AMIR protocol: gaussian SSIM, data range = GT max - min",
+              file=sys.stderr)
+    result = evaluate_model(
+        model, dataset, device=device, crop_border=args.crop_border, y_channel=args.y_channel,
+        ssim_gaussian=args.ssim_gaussian or medical, data_range_from_gt=medical, bf16=args.bf16,
+        max_items=args.max_items, tile=args.tile, tile_overlap=args.tile_overlap,
+        keep_images=GRID_IMAGES, progress=True,
+    )
+    data_name = SAMPLES if root is None else root.resolve().name
+    result.settings.update(checkpoint=str(checkpoint), model=info["model_name"], step=info["step"],
+                           ema=info["ema"], data=str(root) if root else SAMPLES, layout=layout,
+                           degradations=list(args.degradations))
+    out = args.out if args.out is not None else checkpoint.parent / f"eval-{data_name}"
+    result.to_csv(out / "results.csv")
+    result.to_json(out / "results.json")
+    result.save_grid(out / "comparison.png")
+    print(result.to_markdown())
+    print(f"wrote results.csv, results.json, comparison.png to {out}")
+    return 0

@@ -1,0 +1,211 @@
+"""Evaluate a restoration model on a dataset: per-task PSNR/SSIM/RMSE tables and comparison grids.
+
+Protocol (see :mod:`exda.metrics`): outputs are clamped to [0, 1]; PSNR/SSIM on RGB with data range 1
+by default; ``y_channel`` and ``crop_border`` as BasicSR; ``ssim_gaussian`` for the MoCE-IR SSIM;
+``data_range_from_gt`` with ``ssim_gaussian`` is AMIR's medical protocol (range = GT max - min).
+Each task's numbers are means over its images; the ``average`` row is the mean over tasks, as papers
+report it. Identical input and target images give an infinite PSNR, which propagates into the means.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from exda.data import collate_restoration
+from exda.engine.checkpoint import atomic_write
+from exda.engine.tiling import restore
+from exda.metrics import gt_data_range, psnr, rmse, ssim
+
+Triplet = tuple[Tensor, Tensor, Tensor]  # (input, restored, target), each C x H x W on the CPU
+METRIC_KEYS: tuple[str, ...] = ("input_psnr", "input_ssim", "input_rmse", "psnr", "ssim", "rmse")
+AVERAGE_ROW = "average"
+
+
+@dataclass
+class EvalResult:
+    """Per-task means, per-image numbers, the protocol used, and a few images for a comparison grid."""
+
+    per_task: dict[str, dict[str, float]]
+    per_image: list[dict[str, Any]]
+    settings: dict[str, Any]
+    triplets: list[Triplet] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        """A table with one row per task: input PSNR/SSIM | restored PSNR/SSIM | RMSE | n."""
+        lines = [
+            "| task | input PSNR / SSIM | restored PSNR / SSIM | RMSE | n |",
+            "|---|---|---|---|---|",
+        ]
+        for task, m in self.per_task.items():
+            lines.append(
+                f"| {task} | {m['input_psnr']:.2f} / {m['input_ssim']:.4f} "
+                f"| {m['psnr']:.2f} / {m['ssim']:.4f} | {m['rmse']:.4f} | {int(m['count'])} |"
+            )
+        protocol = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return "\n".join(lines) + f"\n\nProtocol: {protocol}\n"
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write the per-task table (one row per task, ``average`` last) as CSV, atomically."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["task", "count", *METRIC_KEYS])
+        for task, m in self.per_task.items():
+            writer.writerow([task, int(m["count"]), *(f"{m[k]:.6f}" for k in METRIC_KEYS)])
+        _write_text(Path(path), buffer.getvalue())
+
+    def to_json(self, path: str | Path) -> None:
+        """Write settings, per-task means and per-image numbers as JSON, atomically."""
+        record = {"settings": self.settings, "per_task": self.per_task, "per_image": self.per_image}
+        # Infinite PSNR (identical images) is not valid JSON; write it as null.
+        _write_text(Path(path), json.dumps(_finite_or_none(record), indent=2) + "\n")
+
+    def save_grid(self, path: str | Path) -> None:
+        """Save the kept triplets as a comparison grid labelled with image names."""
+        labels = [f"{r['task']}/{r['name']}" for r in self.per_image[: len(self.triplets)]]
+        save_comparison_grid(self.triplets, path, labels=labels)
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _image_metrics(
+    pred: Tensor, target: Tensor, *, crop_border: int, y_channel: bool, ssim_gaussian: bool, gt_range: bool
+) -> dict[str, Tensor]:
+    """PSNR, SSIM and RMSE per image of a batch under one protocol."""
+    data_range: float | Tensor = gt_data_range(target) if gt_range else 1.0
+    common = {"crop_border": crop_border, "y_channel": y_channel, "data_range": data_range}
+    return {
+        "psnr": psnr(pred, target, **common),
+        "ssim": ssim(pred, target, gaussian=ssim_gaussian, **common),
+        "rmse": rmse(pred, target, crop_border=crop_border),
+    }
+
+
+def _summarise(per_image: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean of every metric per task (in first-seen order), then the mean over tasks as ``average``."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for row in per_image:
+        by_task.setdefault(row["task"], []).append(row)
+    per_task = {
+        task: {**{k: sum(r[k] for r in rows) / len(rows) for k in METRIC_KEYS}, "count": float(len(rows))}
+        for task, rows in by_task.items()
+    }
+    if len(per_task) > 1:
+        tasks = list(per_task.values())
+        per_task[AVERAGE_ROW] = {
+            **{k: sum(t[k] for t in tasks) / len(tasks) for k in METRIC_KEYS},
+            "count": float(len(per_image)),
+        }
+    return per_task
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    ssim_gaussian: bool = False,
+    data_range_from_gt: bool = False,
+    bf16: bool = False,
+    max_items: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    keep_images: int = 0,
+    progress: bool = False,
+) -> EvalResult:
+    """Restore every item of ``dataset`` and score it against its ground truth.
+
+    Items follow the dataset contract ``{"lq", "gt", "task", "name", "params"}``. Images may differ in
+    size, so keep ``batch_size=1`` unless they match. The model runs in eval mode under inference mode
+    on ``device`` and is returned to its previous train/eval mode afterwards.
+    """
+    if max_items is not None:
+        dataset = Subset(dataset, range(min(max_items, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_restoration)
+    was_training = model.training
+    model.to(device).eval()
+    options = {"crop_border": crop_border, "y_channel": y_channel, "ssim_gaussian": ssim_gaussian,
+               "gt_range": data_range_from_gt}
+    per_image: list[dict[str, Any]] = []
+    triplets: list[Triplet] = []
+    try:
+        for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+            lq, gt = batch["lq"].float(), batch["gt"].float()
+            restored = restore(model, lq, tile=tile, overlap=tile_overlap, bf16=bf16).clamp(0.0, 1.0)
+            before = _image_metrics(lq, gt, **options)
+            after = _image_metrics(restored, gt, **options)
+            for i in range(lq.shape[0]):
+                row = {"task": batch["task"][i], "name": batch["name"][i]}
+                row.update({f"input_{k}": v[i].item() for k, v in before.items()})
+                row.update({k: v[i].item() for k, v in after.items()})
+                per_image.append(row)
+                if len(triplets) < keep_images:
+                    triplets.append((lq[i].clone(), restored[i].clone(), gt[i].clone()))
+    finally:
+        model.train(was_training)
+    settings = {"crop_border": crop_border, "y_channel": y_channel, "ssim_gaussian": ssim_gaussian,
+                "data_range_from_gt": data_range_from_gt, "tile": tile, "bf16": bf16}
+    return EvalResult(_summarise(per_image), per_image, settings, triplets)
+
+
+def save_comparison_grid(
+    triplets: Sequence[Triplet],
+    path: str | Path,
+    titles: tuple[str, str, str] = ("input", "restored", "target"),
+    labels: Sequence[str] | None = None,
+) -> None:
+    """Save rows of (input, restored, target) side by side; captions give input and restored PSNR.
+
+    The target column is captioned with ``labels[row]`` (e.g. the image name) when given.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not triplets:
+        raise ValueError("no images to put in a comparison grid")
+    fig = Figure(figsize=(3 * 3.2, 3.4 * len(triplets)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(triplets), 3, squeeze=False)
+    for row, (lq, restored, gt) in enumerate(triplets):
+        target = gt.unsqueeze(0).double()
+        scores = [psnr(img.unsqueeze(0).clamp(0, 1).double(), target).item() for img in (lq, restored)]
+        target_caption = f"{titles[2]}: {labels[row]}" if labels is not None else titles[2]
+        captions = (f"{titles[0]}: {scores[0]:.2f} dB", f"{titles[1]}: {scores[1]:.2f} dB", target_caption)
+        for ax, img, caption in zip(axes[row], (lq, restored, gt), captions, strict=True):
+            pixels = img.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            if pixels.shape[2] == 1:
+                ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.imshow(pixels)
+            ax.set_title(caption, fontsize=9)
+            ax.set_axis_off()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100))

@@ -1,0 +1,216 @@
+"""Evaluation tables and `exda eval` / `exda restore` end to end with a tiny checkpointed model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from torch import nn
+
+import exda
+from exda.cli import main
+from exda.data.io import load_image, save_image, to_tensor
+from exda.engine.checkpoint import load_for_inference, save_checkpoint
+from exda.engine.evaluate import AVERAGE_ROW, evaluate_model, save_comparison_grid
+from exda.metrics import psnr, ssim
+
+
+def _save(tmp_path: Path, name: str, **kwargs) -> Path:
+    torch.manual_seed(0)
+    model = exda.create_model(name, **kwargs)
+    return save_checkpoint(tmp_path / "run", "best", model=model, config={}, step=3, metrics={}, train_state=None)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save(tmp_path_factory.mktemp("ckpt"), "restormer_test")
+
+
+def _photo_items() -> list[dict]:
+    """Three real photo crops of odd sizes, noisy or darkened, under two task names."""
+    g = torch.Generator().manual_seed(0)
+    crops = [data.astronaut()[100:137, 200:231], data.chelsea()[80:121, 150:179], data.coffee()[60:97, 90:121]]
+    items = []
+    for i, crop in enumerate(crops):
+        gt = to_tensor(crop.astype(np.float32) / 255.0)
+        if i < 2:
+            lq = (gt + 0.1 * torch.randn(gt.shape, generator=g)).clamp(0, 1)
+            task = "noise"
+        else:
+            lq, task = gt * 0.5, "low_light"
+        items.append({"lq": lq, "gt": gt, "task": task, "name": f"img{i}", "params": {}})
+    return items
+
+
+def test_evaluate_model_scores_each_task(checkpoint: Path, tmp_path: Path) -> None:
+    model, _ = load_for_inference(checkpoint)
+    model.train()
+    items = _photo_items()
+    result = evaluate_model(model, items, keep_images=2)
+    assert model.training  # the caller's mode is restored
+    assert list(result.per_task) == ["noise", "low_light", AVERAGE_ROW]
+    assert result.per_task["noise"]["count"] == 2 and result.per_task[AVERAGE_ROW]["count"] == 3
+    lq, gt = items[0]["lq"][None], items[0]["gt"][None]
+    with torch.inference_mode():
+        restored = model.eval()(lq).clamp(0, 1)
+    first = result.per_image[0]
+    assert first["input_psnr"] == pytest.approx(psnr(lq, gt).item())
+    assert first["psnr"] == pytest.approx(psnr(restored, gt).item(), abs=1e-4)
+    assert first["ssim"] == pytest.approx(ssim(restored, gt).item(), abs=1e-4)
+    noise_mean = (result.per_image[0]["psnr"] + result.per_image[1]["psnr"]) / 2
+    assert result.per_task["noise"]["psnr"] == pytest.approx(noise_mean)
+    assert len(result.triplets) == 2 and result.triplets[1][0].shape == (3, 41, 29)
+
+    result.to_csv(tmp_path / "r.csv")
+    result.to_json(tmp_path / "r.json")
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [r["task"] for r in rows] == ["noise", "low_light", AVERAGE_ROW]
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert len(record["per_image"]) == 3 and record["settings"]["y_channel"] is False
+    table = result.to_markdown()
+    assert "| low_light |" in table and "Protocol:" in table
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_identity_model_scores_like_input_also_tiled() -> None:
+    items = _photo_items()
+    for tile in (None, 24):
+        result = evaluate_model(nn.Identity(), items, tile=tile, tile_overlap=4, y_channel=True, crop_border=2)
+        for row in result.per_image:
+            assert row["psnr"] == pytest.approx(row["input_psnr"], abs=1e-6)
+            assert row["ssim"] == pytest.approx(row["input_ssim"], abs=1e-6)
+
+
+def test_medical_protocol_and_max_items() -> None:
+    g = torch.Generator().manual_seed(1)
+    gt = torch.rand(1, 33, 29, generator=g) * 0.5
+    items = [{"lq": (gt + 0.05).clamp(0, 1), "gt": gt, "task": "CT", "name": "a", "params": {}}] * 3
+    result = evaluate_model(nn.Identity(), items, ssim_gaussian=True, data_range_from_gt=True, max_items=2)
+    assert result.per_task["CT"]["count"] == 2
+    span = (gt.max() - gt.min()).item()
+    expected = psnr(items[0]["lq"][None], gt[None], data_range=span).item()
+    assert result.per_task["CT"]["input_psnr"] == pytest.approx(expected)
+
+
+def test_comparison_grid_writes_png(tmp_path: Path) -> None:
+    items = _photo_items()
+    triplets = [(items[0]["lq"], items[0]["gt"] * 0.9, items[0]["gt"]), (items[2]["lq"][:1],) * 3]
+    save_comparison_grid(triplets, tmp_path / "grid.png", labels=["rgb", "gray"])
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 300
+
+
+def _restore(argv: list[str]) -> int:
+    return main(["restore", *argv])
+
+
+def test_restore_16bit_png_round_trip(checkpoint: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    src = tmp_path / "photo16.png"
+    save_image(src, rng.random((37, 31, 3)), bit_depth=16)
+    assert _restore([str(src), "--checkpoint", str(checkpoint)]) == 0
+    out = load_image(tmp_path / "photo16_restored.png")
+    assert out.bit_depth == 16 and out.pixels.shape == (37, 31, 3)
+    model, _ = load_for_inference(checkpoint)
+    with torch.inference_mode():
+        expected = model(to_tensor(load_image(src).pixels)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    assert np.abs(out.pixels - expected).max() < 1e-4
+
+
+def test_restore_rgba_keeps_alpha_and_tiles(checkpoint: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    rgba = (rng.random((45, 70, 4)) * 255).astype(np.uint8)
+    src = tmp_path / "logo.png"
+    Image.fromarray(rgba, mode="RGBA").save(src)
+    dst = tmp_path / "out.png"
+    assert _restore([str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--tile", "32",
+                     "--tile-overlap", "8"]) == 0
+    with Image.open(dst) as im:
+        assert im.mode == "RGBA" and im.size == (70, 45)
+        np.testing.assert_array_equal(np.asarray(im)[:, :, 3], rgba[:, :, 3])
+
+
+def test_restore_folder_gray_and_tiff(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    rng = np.random.default_rng(2)
+    save_image(folder / "a.tif", rng.random((29, 37, 1)), bit_depth=16)
+    save_image(folder / "b.png", rng.random((31, 23, 1)))
+    assert _restore([str(folder), "--checkpoint", str(checkpoint)]) == 0
+    out = tmp_path / "scans_restored"
+    assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.png"]
+    tif, png = load_image(out / "a.tif"), load_image(out / "b.png")
+    assert tif.pixels.shape == (29, 37, 1) and tif.bit_depth == 16
+    assert png.pixels.shape == (31, 23, 1) and png.bit_depth == 8
+
+
+def test_restore_rgb_into_gray_model_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = _save(tmp_path, "restormer_test", in_channels=1)
+    src = tmp_path / "rgb.png"
+    save_image(src, np.random.default_rng(3).random((33, 27, 3)))
+    assert _restore([str(src), "--checkpoint", str(ckpt)]) == 0
+    assert "luma" in capsys.readouterr().err
+    assert load_image(tmp_path / "rgb_restored.png").pixels.shape == (33, 27, 1)
+
+
+def test_restore_refuses_to_overwrite_input(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "x.png"
+    save_image(src, np.zeros((20, 20, 3)))
+    before = src.read_bytes()
+    assert _restore([str(src), "-o", str(src), "--checkpoint", str(checkpoint)]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    assert _restore([str(tmp_path), "-o", str(tmp_path), "--checkpoint", str(checkpoint)]) == 2
+    assert _restore([str(tmp_path / "missing.png"), "--checkpoint", str(checkpoint)]) == 2
+    assert _restore([str(src), "--checkpoint", str(checkpoint), "--tile", "32", "--tile-overlap", "20"]) == 2
+
+
+def _write_pairs(lq_dir: Path, gt_dir: Path, channels: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate([(37, 31), (29, 41)]):
+        gt = rng.random((h, w, channels))
+        save_image(gt_dir / f"im{i}.png", gt)
+        save_image(lq_dir / f"im{i}.png", np.clip(gt + rng.normal(0, 0.1, gt.shape), 0, 1))
+
+
+def test_eval_cli_paired_writes_results(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "pairs"
+    _write_pairs(root / "input", root / "target", channels=3, seed=4)
+    argv = ["eval", "--checkpoint", str(checkpoint.parent), "--data", str(root), "--y-channel",
+            "--crop-border", "2"]
+    assert main(argv) == 0
+    assert "| input PSNR / SSIM |" in capsys.readouterr().out
+    out = checkpoint.parent / "eval-pairs"
+    assert {p.name for p in out.iterdir()} == {"results.csv", "results.json", "comparison.png"}
+    record = json.loads((out / "results.json").read_text())
+    assert record["settings"]["layout"] == "paired" and record["settings"]["y_channel"] is True
+    assert len(record["per_image"]) == 2
+    lq = to_tensor(load_image(root / "input" / "im1.png").pixels)[None]
+    gt = to_tensor(load_image(root / "target" / "im1.png").pixels)[None]
+    row = next(r for r in record["per_image"] if r["name"] == "im1")
+    assert row["input_psnr"] == pytest.approx(psnr(lq, gt, y_channel=True, crop_border=2).item(), abs=1e-6)
+
+
+def test_eval_cli_medical_uses_amir_protocol(tmp_path: Path) -> None:
+    ckpt = _save(tmp_path, "restormer_test", in_channels=1)
+    root = tmp_path / "amir"
+    _write_pairs(root / "CT" / "validation" / "LQ", root / "CT" / "validation" / "HQ", channels=1, seed=5)
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(root), "--layout", "medical",
+                 "--out", str(out), "--max-items", "1"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["settings"]["ssim_gaussian"] is True and record["settings"]["data_range_from_gt"] is True
+    assert list(record["per_task"]) == ["ct"] and record["per_task"]["ct"]["count"] == 1
+
+
+def test_eval_cli_user_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "nowhere")]) == 2
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)]) == 2
+    assert main(["eval", "--checkpoint", str(checkpoint), "--layout", "paired"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("exda eval: error:") for line in errors)
