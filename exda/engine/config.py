@@ -1,0 +1,260 @@
+"""Training configuration: typed dataclasses are the source of truth, YAML is their serialised form.
+
+``load_config("configs/tiny_deg3.yaml", ["optim.lr=1e-4"])`` reads a preset, applies ``--set``
+overrides (values parsed with ``yaml.safe_load``, never ``eval``) and checks every key and type; an
+unknown key or a wrong type is a :class:`UserError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from exda.engine.checkpoint import atomic_write
+from exda.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    """Which registered network to train (``exda models`` lists names) and its factory kwargs."""
+
+    name: str = "exda_restormer_test"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Training and validation data, built by ``exda.data.build_dataset``."""
+
+    layout: str = "synthetic"
+    root: str | None = None
+    degradations: list[str] = field(default_factory=list)
+    patch_size: int = 128
+    batch_size: int = 8  # per process; the global batch is batch_size x world size
+    num_workers: int = 2
+    length: int | None = None  # items per epoch; None = what the layout has (synthetic: its default)
+    in_channels: int = 3
+    strength: float = 1.0
+    augment: bool = True
+    task_repeats: dict[str, int] = field(default_factory=dict)  # e.g. {derain: 120}, as PromptIR's loader
+    val_layout: str | None = None  # None = same as layout
+    val_root: str | None = None  # None = same as root
+    val_degradations: list[str] | None = None  # None = same as degradations
+    val_patch_size: int | None = None  # crop validation images (fixed per item); None = whole images
+    val_max_items: int = 50  # evenly spaced over the tasks; 0 = no validation
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a linear warmup, then cosine decay to ``min_lr`` over ``schedule_iters``."""
+
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_iters: int = 0
+    schedule_iters: int | None = None  # cosine length incl. warmup; None = train.iters
+    min_lr: float = 1e-6
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+
+
+@dataclass
+class LossConfig:
+    """Pixel loss, plus an optional FFT-amplitude L1 term (MoCE-IR uses 0.1)."""
+
+    kind: Literal["l1", "charbonnier"] = "l1"
+    fft_weight: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Loop length, intervals (in iterations; 0 = never, except the final save) and numerics."""
+
+    iters: int = 1000
+    val_every: int = 500
+    ckpt_every: int = 500
+    log_every: int = 50
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass
+class Config:
+    """A whole training run; ``save_config`` writes it into every run folder."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists) for YAML and JSON."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` (int->float, list->tuple) or raise a UserError for ``key``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        try:
+            return _check(value, inner, key)
+        except UserError:
+            raise UserError(f"config key {key} must be {_type_name(tp)}, got {value!r}") from None
+    if origin is Literal:
+        if value in args:
+            return value
+    elif tp is Any:
+        return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads "2e-4" (no dot) as a string; accept it as the float the user meant.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            return [_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_check(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return {k: _check(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    else:
+        raise TypeError(f"config type {tp} of {key} is not supported")
+    raise UserError(f"config key {key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    where = prefix or "the config"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} must be a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        raise UserError(f"unknown config key {key!r}; valid keys in {where}: {', '.join(names)}")
+    values = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        values[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _check(value, tp, key)
+    return cls(**values)
+
+
+def _check_ranges(config: Config) -> None:
+    """Reject values of the right type that cannot work (zero iterations, negative intervals)."""
+    rules = {
+        "train.iters": config.train.iters >= 1,
+        "data.batch_size": config.data.batch_size >= 1,
+        "data.patch_size": config.data.patch_size >= 1,
+        "data.num_workers": config.data.num_workers >= 0,
+        "data.val_max_items": config.data.val_max_items >= 0,
+        "optim.lr": config.optim.lr > 0,
+        "optim.warmup_iters": config.optim.warmup_iters >= 0,
+        "optim.grad_clip": config.optim.grad_clip >= 0,
+        "train.ema_decay": 0 <= config.train.ema_decay < 1,
+        "train.val_every": config.train.val_every >= 0,
+        "train.ckpt_every": config.train.ckpt_every >= 0,
+        "train.log_every": config.train.log_every >= 0,
+    }
+    bad = [key for key, ok in rules.items() if not ok]
+    if bad:
+        section, name = bad[0].split(".")
+        value = getattr(getattr(config, section), name)
+        raise UserError(f"config key {bad[0]} has an impossible value {value!r}")
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build a checked :class:`Config`; missing keys keep their defaults."""
+    config = _build(Config, raw, "")
+    _check_ranges(config)
+    return config
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b=value`` in the nested dict ``raw``; the value is parsed with ``yaml.safe_load``."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"override {override!r} must look like section.key=value")
+    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise UserError(f"override {override!r}: value is not valid YAML") from err
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"override {override!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML preset (or start from defaults when ``path`` is None) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise UserError(f"config file {path} is not valid YAML{where}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections")
+        raw = loaded or {}
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically); ``load_config`` reads it back equal."""
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text))

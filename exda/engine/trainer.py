@@ -1,0 +1,350 @@
+"""Iteration-based training: AdamW, warmup + cosine, EMA, mixed precision, DDP, exact resume.
+
+``train(config, run_dir)`` is the whole job. It writes (rank 0 only) into ``run_dir``:
+``config.yaml`` (resolved), ``train.log``, ``tb/`` (TensorBoard) and ``checkpoints/{last,best}.*``.
+A run resumed from ``last`` continues exactly as if never interrupted: weights, EMA, optimizer,
+scheduler, grad scaler, torch RNG and the data epoch/position are restored, and every training item
+is a pure function of (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from exda.data import build_dataset, collate_restoration
+from exda.engine.checkpoint import load_state_into, load_training_state, save_checkpoint
+from exda.engine.config import Config, save_config
+from exda.engine.distributed import (
+    DistContext,
+    context_from_env,
+    distributed_session,
+    mean_across_ranks,
+    resolve_device,
+)
+from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
+from exda.engine.losses import build_loss
+from exda.errors import UserError
+from exda.models import create_model
+
+CHECKPOINT_DIR = "checkpoints"
+SAMPLE_IMAGES = 4
+
+
+def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """LR factor: linear warmup over ``warmup`` steps, then cosine from 1 to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler whose current epoch can start ``skip`` items in, to resume mid-epoch.
+
+    It is used for one process too, so a run on N ranks with batch b sees the same global batches as
+    one rank with batch N*b (rank r takes every N-th index of the same shuffled order).
+    """
+
+    skip: int = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, super().__len__() - self.skip)
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """bf16 autocast on CPU and CUDA, fp16 on CUDA only (with a GradScaler), nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class Trainer:
+    """Holds one run's model, optimisation state and data; ``fit()`` trains to ``config.train.iters``."""
+
+    def __init__(self, config: Config, run_dir: str | Path, device: torch.device, ctx: DistContext) -> None:
+        self.config, self.run_dir, self.device, self.ctx = config, Path(run_dir), device, ctx
+        train, optim = config.train, config.optim
+        if train.precision == "fp16" and device.type != "cuda":
+            raise UserError("train.precision fp16 needs CUDA; use bf16 (or fp32) on CPU")
+        torch.manual_seed(train.seed)  # same initial weights on every rank
+        kwargs = {"in_channels": config.data.in_channels, **config.model.kwargs}
+        self.model = create_model(config.model.name, **kwargs).to(device)
+        if self.model.in_channels != config.data.in_channels:
+            raise UserError(
+                f"model has {self.model.in_channels} input channels but data.in_channels is "
+                f"{config.data.in_channels}"
+            )
+        # static_graph lets DDP accept parameters that never get a gradient (PromptIR's unused convs).
+        self.ddp_model: nn.Module = (
+            DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                                    static_graph=True)
+            if ctx.enabled else self.model
+        )
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True)
+            if train.ema_decay > 0 else None
+        )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+        )
+        total = optim.schedule_iters or train.iters
+        schedule = partial(
+            warmup_cosine, warmup=optim.warmup_iters, total=total, min_ratio=optim.min_lr / optim.lr
+        )
+        self.scheduler = LambdaLR(self.optimizer, schedule)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
+        self.loss_fn = build_loss(config.loss)
+        self.train_set, self.sampler, self.loader = self._build_train_data()
+        self.val_set = self._build_val_data()
+        self.step, self.epoch, self.position = 0, 0, 0
+        self.best_psnr = -math.inf
+        self.writer: SummaryWriter | None = None
+        self.log_file: TextIO | None = None
+
+    # ----- data ---------------------------------------------------------------------------------
+    def _build_train_data(self) -> tuple[Dataset, ResumableSampler, DataLoader]:
+        data = self.config.data
+        dataset = build_dataset(
+            data.layout, data.root, "train", degradations=tuple(data.degradations),
+            patch_size=data.patch_size, augment=data.augment, in_channels=data.in_channels,
+            seed=self.config.train.seed, length=data.length, strength=data.strength,
+            task_repeats=data.task_repeats,
+        )
+        sampler = ResumableSampler(
+            dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True,
+            seed=self.config.train.seed, drop_last=True,
+        )
+        loader = DataLoader(
+            dataset, batch_size=data.batch_size, sampler=sampler, num_workers=data.num_workers,
+            collate_fn=collate_restoration, drop_last=True, pin_memory=self.device.type == "cuda",
+        )
+        if len(loader) == 0:
+            raise UserError(
+                f"the training set has {len(dataset)} items: not one full batch of {data.batch_size} "
+                f"per process on {self.ctx.world_size} process(es); lower data.batch_size"
+            )
+        return dataset, sampler, loader
+
+    def _build_val_data(self) -> Dataset | None:
+        data, train = self.config.data, self.config.train
+        if train.val_every == 0 or data.val_max_items == 0 or not self.ctx.is_main:
+            return None
+        degradations = data.degradations if data.val_degradations is None else data.val_degradations
+        build = partial(
+            build_dataset, data.val_layout or data.layout, data.val_root or data.root, "val",
+            degradations=tuple(degradations), patch_size=data.val_patch_size, in_channels=data.in_channels,
+            seed=train.seed, strength=data.strength,
+        )
+        dataset = build()
+        # A shorter length takes items evenly spaced over the set, so every task stays in the subset.
+        return build(length=data.val_max_items) if len(dataset) > data.val_max_items else dataset
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        """Endless batches, epoch after epoch, starting at the saved epoch and position."""
+        batch_size = self.config.data.batch_size
+        while True:
+            self.sampler.set_epoch(self.epoch)
+            self.train_set.set_epoch(self.epoch)
+            self.sampler.skip = self.position * batch_size
+            for batch in self.loader:
+                self.position += 1
+                yield batch
+            self.epoch, self.position = self.epoch + 1, 0
+
+    # ----- state --------------------------------------------------------------------------------
+    def _train_state(self) -> dict[str, Any]:
+        # Only torch RNG is consumed during training (data items are pure functions of seed/epoch/index).
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "epoch": self.epoch,
+            "position": self.position,
+            "best_psnr": self.best_psnr,
+            "ema_n_averaged": int(self.ema.n_averaged) if self.ema is not None else 0,
+        }
+
+    def resume(self, checkpoint: Path) -> None:
+        """Restore everything from a ``last`` checkpoint; another architecture is a UserError."""
+        saved = load_training_state(checkpoint)
+        # Compare through JSON, the form the checkpoint stores (tuples become lists).
+        wanted = json.loads(json.dumps({"name": self.model.model_name, "kwargs": self.model.model_kwargs}))
+        found = {"name": saved["model_name"], "kwargs": saved["model_kwargs"]}
+        if found != wanted:
+            raise UserError(
+                f"checkpoint {checkpoint} holds {found['name']} {found['kwargs']} but the config asks for "
+                f"{wanted['name']} {wanted['kwargs']}"
+            )
+        load_state_into(self.model, saved["model"], checkpoint)
+        state = saved["train_state"]
+        if self.ema is not None:
+            load_state_into(self.ema.module, saved["ema"] or saved["model"], checkpoint)
+            self.ema.n_averaged.fill_(state["ema_n_averaged"] if saved["ema"] else 0)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.epoch, self.position = saved["step"], state["epoch"], state["position"]
+        self.best_psnr = state["best_psnr"]
+
+    def _save(self, tag: str, metrics: dict[str, Any], with_state: bool) -> None:
+        save_checkpoint(
+            self.run_dir / CHECKPOINT_DIR, tag, model=self.model, ema_model=self.ema,
+            config=self.config.to_dict(), step=self.step, metrics=metrics,
+            train_state=self._train_state() if with_state else None,
+        )
+
+    # ----- logging and validation (rank 0) ------------------------------------------------------
+    def _log(self, message: str, echo: bool = True) -> None:
+        """Append to train.log (rank 0), and print above the progress bar when ``echo``."""
+        if self.log_file is not None:
+            self.log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            self.log_file.flush()
+            if echo:
+                tqdm.write(message)
+
+    def _validate(self) -> dict[str, Any]:
+        """Per-task PSNR/SSIM of the EMA (or raw) model; logs scalars and input|restored|target images."""
+        model = self.ema.module if self.ema is not None else self.model
+        result = evaluate_model(
+            model, self.val_set, device=self.device,
+            bf16=self.config.train.precision == "bf16", keep_images=SAMPLE_IMAGES,
+        )
+        metrics = {task: dict(values) for task, values in result.per_task.items() if task != AVERAGE_ROW}
+        mean_psnr = sum(m["psnr"] for m in metrics.values()) / len(metrics)
+        self._log(f"step {self.step} validation, mean PSNR {mean_psnr:.3f}\n{result.to_markdown()}")
+        if self.writer is not None:
+            for task, values in metrics.items():
+                self.writer.add_scalar(f"val/{task}/psnr", values["psnr"], self.step)
+                self.writer.add_scalar(f"val/{task}/ssim", values["ssim"], self.step)
+            self.writer.add_scalar("val/mean_psnr", mean_psnr, self.step)
+            for i, (lq, restored, gt) in enumerate(result.triplets):
+                strip = torch.cat([lq, restored, gt], dim=-1).clamp(0, 1)
+                self.writer.add_image(f"samples/{i}", strip, self.step)
+        return {"mean_psnr": mean_psnr, "per_task": metrics}
+
+    # ----- the loop -----------------------------------------------------------------------------
+    def _train_step(self, batch: dict[str, Any]) -> float:
+        lq = batch["lq"].to(self.device, non_blocking=True)
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.train.precision):
+            pred = self.ddp_model(lq)
+        loss = self.loss_fn(pred, gt)
+        if not self.scaler.is_enabled() and not torch.isfinite(loss):
+            raise UserError(f"training diverged: loss is {loss.item()} at step {self.step}; lower optim.lr")
+        self.scaler.scale(loss).backward()
+        if self.config.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.item()
+
+    def _due(self, interval: int) -> bool:
+        """Whether an every-``interval`` action falls on this step (the last step always counts)."""
+        return (interval > 0 and self.step % interval == 0) or self.step == self.config.train.iters
+
+    def _report(self, losses: list[float], bar: tqdm) -> None:
+        """Log the mean loss since the last report (over all ranks) and the learning rate."""
+        loss = mean_across_ranks(sum(losses) / len(losses), self.ctx, self.device)
+        lr = self.scheduler.get_last_lr()[0]
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, self.step)
+            self.writer.add_scalar("train/lr", lr, self.step)
+        self._log(f"step {self.step} loss {loss:.5f} lr {lr:.3e} epoch {self.epoch}", echo=False)
+
+    def fit(self) -> dict[str, Any]:
+        """Train from the current step to ``train.iters``; returns the last validation metrics."""
+        train = self.config.train
+        metrics: dict[str, Any] = {}
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            self.log_file = open(self.run_dir / "train.log", "a")  # noqa: SIM115 - closed in finally
+        try:
+            self._log(
+                f"{'resuming at' if self.step else 'starting'} step {self.step}/{train.iters}: "
+                f"{self.config.model.name}, {sum(p.numel() for p in self.model.parameters()):,} params, "
+                f"{self.ctx.world_size} process(es) x batch {self.config.data.batch_size} on {self.device}; "
+                f"{len(self.train_set)} training items, {len(self.loader)} iterations per epoch"
+            )
+            self.model.train()
+            bar = tqdm(total=train.iters, initial=self.step, disable=not self.ctx.is_main, dynamic_ncols=True)
+            batches = self._batches()
+            losses: list[float] = []
+            while self.step < train.iters:
+                losses.append(self._train_step(next(batches)))
+                self.step += 1
+                bar.update(1)
+                if self._due(train.log_every):
+                    self._report(losses, bar)
+                    losses.clear()
+                if self.val_set is not None and self._due(train.val_every):
+                    metrics = self._validate()
+                    if metrics["mean_psnr"] > self.best_psnr:
+                        self.best_psnr = metrics["mean_psnr"]
+                        self._save("best", metrics, with_state=False)
+                if self.ctx.is_main and self._due(train.ckpt_every):
+                    self._save("last", metrics, with_state=True)
+            bar.close()
+            self._log(f"finished at step {self.step}; checkpoints in {self.run_dir / CHECKPOINT_DIR}")
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if self.log_file is not None:
+                self.log_file.close()
+        return metrics
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (single process, or one rank of a torchrun job).
+
+    ``resume=True`` continues from ``run_dir/checkpoints/last``; a fresh run refuses a folder that
+    already holds one. On resume the optimizer and scheduler state (so the learning rates) come from the
+    checkpoint; with ``optim.schedule_iters`` null the cosine length follows ``train.iters``, so raising
+    ``train.iters`` on resume stretches the remaining schedule. Returns the last validation metrics.
+    """
+    run_dir = Path(run_dir)
+    last = run_dir / CHECKPOINT_DIR / "last.json"
+    if resume and not last.is_file():
+        raise UserError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR} (expected last.safetensors)")
+    if not resume and last.is_file():
+        raise UserError(f"{run_dir} already holds a checkpoint; pass --resume or choose another --out")
+    device = resolve_device(config.train.device, context_from_env().local_rank)
+    with distributed_session(device) as ctx:
+        trainer = Trainer(config, run_dir, device, ctx)
+        if resume:
+            trainer.resume(last.with_suffix(".safetensors"))
+        if ctx.is_main:
+            name = f"config.resume-{trainer.step}.yaml" if resume else "config.yaml"
+            save_config(config, run_dir / name)
+        return trainer.fit()

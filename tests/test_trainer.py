@@ -1,0 +1,163 @@
+"""Trainer: a short real run writes loadable checkpoints, resume is exact, user mistakes are one line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from exda.engine import train_cli
+from exda.engine.checkpoint import load_for_inference, load_training_state
+from exda.engine.config import Config, config_from_dict, load_config
+from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
+from exda.engine.trainer import ResumableSampler, train, warmup_cosine
+from exda.errors import UserError
+
+TINY: dict[str, Any] = {
+    "model": {"name": "exda_restormer_test"},
+    "data": {
+        "layout": "synthetic", "root": None, "degradations": ["noise25", "rain"], "patch_size": 23,
+        "batch_size": 2, "num_workers": 0, "length": 6, "val_patch_size": 37, "val_max_items": 2,
+    },
+    "optim": {"lr": 1e-3, "warmup_iters": 1, "schedule_iters": 4, "grad_clip": 1.0},
+    "loss": {"kind": "charbonnier", "fft_weight": 0.1},
+    "train": {"iters": 2, "val_every": 2, "ckpt_every": 1, "log_every": 1, "precision": "bf16",
+              "ema_decay": 0.9, "seed": 3, "device": "cpu"},
+}
+
+
+def tiny_config(**sections: dict[str, Any]) -> Config:
+    raw = {name: {**values, **sections.get(name, {})} for name, values in TINY.items()}
+    return config_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    train(tiny_config(), run)
+    return run
+
+
+def test_short_run_writes_complete_checkpoints(short_run: Path) -> None:
+    ckpt = short_run / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "best.json", "best.safetensors", "last.json", "last.safetensors", "last.state.pt"
+    ]
+    with safe_open(str(ckpt / "last.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        keys = list(f.keys())
+    assert meta["format"] == "exda-checkpoint-v1" and meta["model_name"] == "exda_restormer_test"
+    assert meta["step"] == "2"
+    assert any(k.startswith("model.") for k in keys) and any(k.startswith("ema.") for k in keys)
+    log = (short_run / "train.log").read_text()
+    losses = [float(x) for x in re.findall(r"step \d+ loss ([0-9.e+-]+)", log)]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert load_config(short_run / "config.yaml") == tiny_config()
+    assert list((short_run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_checkpoint_loads_for_inference(short_run: Path) -> None:
+    model, info = load_for_inference(short_run / "checkpoints" / "best.safetensors")
+    assert info["model_name"] == "exda_restormer_test" and info["ema"] and info["step"] == 2
+    assert set(info["metrics"]["per_task"]) == {"noise25", "rain"}
+    assert not model.training
+    x = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    raw, raw_info = load_for_inference(short_run, use_ema=False)  # a run folder resolves to best
+    assert not raw_info["ema"]
+    assert not torch.equal(next(raw.parameters()), next(model.parameters()))
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    # fp32 and six items of batch two: four steps cross an epoch boundary; the break falls mid-epoch.
+    sections = {"train": {"precision": "fp32", "val_every": 0, "ckpt_every": 0}}
+    full = tmp_path / "full"
+    train(tiny_config(train={**sections["train"], "iters": 4}), full)
+    parts = tmp_path / "parts"
+    train(tiny_config(**sections), parts)
+    halfway = load_training_state(parts)["model"]
+    train(tiny_config(train={**sections["train"], "iters": 4}), parts, resume=True)
+    assert (parts / "config.resume-2.yaml").is_file()
+    a = load_training_state(full / "checkpoints" / "last.safetensors")
+    b = load_training_state(parts / "checkpoints" / "last.safetensors")
+    assert a["step"] == b["step"] == 4
+    assert (a["train_state"]["epoch"], a["train_state"]["position"]) == (b["train_state"]["epoch"], 1)
+    for group in ("model", "ema"):
+        assert a[group].keys() == b[group].keys()
+        for name, tensor in a[group].items():
+            torch.testing.assert_close(b[group][name], tensor, rtol=0, atol=1e-6, msg=f"{group}.{name}")
+    assert any(not torch.equal(halfway[name], b["model"][name]) for name in halfway)  # it did train on
+
+
+def test_resume_with_another_architecture_is_a_user_error(short_run: Path) -> None:
+    with pytest.raises(UserError, match="holds exda_restormer_test .* the config asks for restormer_test"):
+        train(tiny_config(model={"name": "restormer_test"}, train={"iters": 3}), short_run, resume=True)
+
+
+def test_resume_without_checkpoint_and_fresh_run_over_one(tmp_path: Path, short_run: Path) -> None:
+    with pytest.raises(UserError, match="--resume: no checkpoint"):
+        train(tiny_config(), tmp_path / "empty", resume=True)
+    with pytest.raises(UserError, match="already holds a checkpoint; pass --resume"):
+        train(tiny_config(), short_run)
+
+
+def test_cli_trains_and_resumes(tmp_path: Path) -> None:
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(
+        "model:\n  name: exda_restormer_test\ndata:\n  degradations: [noise15]\n  patch_size: 16\n"
+        "  batch_size: 2\n  num_workers: 0\n  length: 4\ntrain:\n  iters: 1\n  val_every: 0\n  device: cpu\n"
+    )
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    out = tmp_path / "run"
+    assert train_cli.run(parser.parse_args(["--config", str(preset), "--out", str(out)])) == 0
+    assert train_cli.run(parser.parse_args(
+        ["--config", str(preset), "--out", str(out), "--resume", "--set", "train.iters=2"])) == 0
+    assert load_training_state(out)["step"] == 2
+    with pytest.raises(UserError, match="config 'no_such_preset' not found"):
+        train_cli.run(parser.parse_args(["--config", "no_such_preset"]))
+    with pytest.raises(UserError, match="--resume needs --out"):
+        train_cli.run(parser.parse_args(["--config", str(preset), "--resume"]))
+
+
+def test_fp16_on_cpu_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="fp16 needs CUDA"):
+        train(tiny_config(train={"precision": "fp16"}), tmp_path / "run")
+
+
+def test_warmup_then_cosine() -> None:
+    factor = [warmup_cosine(s, warmup=4, total=14, min_ratio=0.1) for s in range(16)]
+    assert factor[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factor[4] == 1.0 and factor[9] == pytest.approx(0.55)
+    assert factor[14] == factor[15] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factor[4:], factor[5:], strict=False))
+
+
+def test_resumable_sampler_skips_into_the_epoch() -> None:
+    dataset = list(range(10))
+    sampler = ResumableSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=5)
+    sampler.set_epoch(2)
+    order = list(sampler)
+    sampler.skip = 4
+    assert list(sampler) == order[4:] and len(sampler) == 6
+
+
+def test_losses() -> None:
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 37, 31, generator=g), torch.rand(2, 3, 37, 31, generator=g)
+    assert fft_amplitude_loss(target, target) == 0
+    assert fft_amplitude_loss(pred, target) > 0
+    big = torch.ones(1, 1, 5, 5)
+    assert charbonnier_loss(big, 0 * big).item() == pytest.approx(1.0, abs=1e-6)
+    l1 = RestorationLoss("l1")(pred, target)
+    assert l1 == pytest.approx((pred - target).abs().mean().item())
+    with_fft = RestorationLoss("l1", fft_weight=0.1)(pred, target)
+    assert with_fft == pytest.approx(l1.item() + 0.1 * fft_amplitude_loss(pred, target).item())
