@@ -16,14 +16,13 @@ DICOM, NIfTI, ``.npy`` and float TIFF report ``bit_depth`` 16 (more than 8 bits 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from exda.atomic import atomic_write
 from exda.errors import UserError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (
@@ -108,7 +107,7 @@ def _min_max(arr: np.ndarray) -> np.ndarray:
 def _read_pillow(path: Path) -> tuple[np.ndarray, int]:
     from PIL import Image, ImageOps
 
-    png16 = _read_png16_colour(path)
+    png16 = _read_png16_colour(path) if path.suffix.lower() == ".png" else None
     if png16 is not None:
         return png16, 16
     with Image.open(path) as opened:
@@ -218,20 +217,15 @@ def save_image(
         alpha = np.asarray(alpha, dtype=np.float32).reshape(arr.shape[0], arr.shape[1], 1)
         arr = np.concatenate([arr, alpha], axis=2)
     arr = np.clip(np.nan_to_num(arr), 0.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr)
-        else:
-            _write_raster(tmp, arr, bit_depth, suffix)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if suffix == ".npy":
+        atomic_write(path, lambda tmp: _write_npy(tmp, arr))
+    else:
+        atomic_write(path, lambda tmp: _write_raster(tmp, arr, bit_depth, suffix))
+
+
+def _write_npy(target: Path, arr: np.ndarray) -> None:
+    with open(target, "wb") as fh:  # a file handle, so numpy does not append ".npy" to the temp name
+        np.save(fh, arr)
 
 
 def _write_raster(target: Path, arr: np.ndarray, bit_depth: int, suffix: str) -> None:

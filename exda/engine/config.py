@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from exda.engine.checkpoint import atomic_write
+from exda.atomic import atomic_write
 from exda.errors import UserError
 
 

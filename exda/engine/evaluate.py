@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from exda.atomic import atomic_write
 from exda.data import collate_restoration
-from exda.engine.checkpoint import atomic_write
 from exda.engine.tiling import restore
 from exda.metrics import gt_data_range, psnr, rmse, ssim
 
