@@ -138,3 +138,19 @@ def test_invalid_options_are_rejected():
         exda.create_model("restormer_test", global_token="tokens")
     with pytest.raises(ValueError):
         exda.create_model("restormer_test", in_channels=4)
+
+
+@pytest.mark.parametrize("kind", ["row", "columns"])
+def test_fast_token_path_equals_concatenation_reference(kind):
+    torch.manual_seed(0)
+    fast = TransposedAttention(16, 2, value_transform="dwconv_gelu", global_token=kind).double()
+    reference = TransposedAttention(16, 2, value_transform="dwconv_gelu", global_token=kind, path="reference")
+    reference = reference.double()
+    reference.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 16, 19, 23, dtype=torch.float64, requires_grad=True)
+    outputs = [m(x, x_in=2 * x) for m in (fast, reference)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-12)
+    modules = (fast, reference)
+    grads = [torch.autograd.grad(y.square().sum(), [x, *m.parameters()]) for y, m in zip(outputs, modules, strict=True)]
+    for g_fast, g_ref in zip(*grads, strict=True):
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-9, atol=1e-10)

@@ -6,6 +6,8 @@ value channels, so its cost is linear in the number of pixels.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,8 +30,12 @@ class TransposedAttention(nn.Module):
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
         token_grid: int = 4,
+        path: Literal["fast", "reference"] = "fast",
     ) -> None:
         super().__init__()
+        if path not in ("fast", "reference"):
+            raise ValueError(f"path must be 'fast' or 'reference', got {path!r}")
+        self.path = path
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
@@ -46,12 +52,47 @@ class TransposedAttention(nn.Module):
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         v = self.value(v)
         q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
-        if self.token is not None:
+        if self.token is None:
+            out = attend(q, k, v, self.temperature)
+        elif self.path == "reference":  # concatenate, attend, drop the token's outputs: as drawn
             q, k, v = self.token.append(q, k, v, x if x_in is None else x_in)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * self.temperature
-        out = attn.softmax(dim=-1) @ v
-        if self.token is not None:
-            out = self.token.drop(out)
+            out = self.token.drop(attend(q, k, v, self.temperature))
+        else:
+            tok = self.token.tokens(x if x_in is None else x_in).to(q.dtype)
+            attend_with_token = attend_with_row_token if self.token.kind == "row" else attend_with_column_tokens
+            out = attend_with_token(q, k, v, tok, self.temperature)
         return self.project_out(out.reshape(b, c, h, w))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """softmax(norm(q) norm(k)^T * t) v over per-head tensors B x heads x C/h x N."""
+    q = F.normalize(q, dim=-1)
+    k = F.normalize(k, dim=-1)
+    return ((q @ k.transpose(-2, -1)) * temperature).softmax(dim=-1) @ v
+
+
+def attend_with_row_token(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tok: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
+    """Equals concatenating a token row (B x heads x 1 x HW) onto q, k, v, attending, and dropping the
+    token's output row, without copying q, k, v: the token's query row only feeds the dropped row,
+    so the token enters as one extra key/value whose logits and output term are computed apart."""
+    qn = F.normalize(q, dim=-1)
+    keys, token_key = F.normalize(k, dim=-1), F.normalize(tok, dim=-1)
+    logits = torch.cat([qn @ keys.transpose(-2, -1), qn @ token_key.transpose(-2, -1)], dim=-1)
+    weights = (logits * temperature).softmax(dim=-1)
+    return weights[..., :-1] @ v + weights[..., -1:] * tok
+
+
+def attend_with_column_tokens(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tok: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
+    """Equals concatenating token columns (B x heads x C/h x G*G) onto q, k, v along the pixel axis,
+    attending, and dropping the token columns, without the copies: the extended inner products are
+    q k^T + tok tok^T over the extended norms, and the dropped columns never reach the output."""
+    eps = 1e-12  # F.normalize's
+    tok_sq = tok.square().sum(-1, keepdim=True)
+    q_norm = (q.square().sum(-1, keepdim=True) + tok_sq).sqrt().clamp_min(eps)
+    k_norm = (k.square().sum(-1, keepdim=True) + tok_sq).sqrt().clamp_min(eps)
+    logits = (q @ k.transpose(-2, -1) + tok @ tok.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1))
+    return (logits * temperature).softmax(dim=-1) @ v

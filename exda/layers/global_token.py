@@ -47,13 +47,15 @@ class GlobalSpatialToken(nn.Module):
     def tokens(self, x_in: torch.Tensor) -> torch.Tensor:
         """The token(s) for each head: B x heads x 1 x HW ("row") or B x heads x C/h x G*G ("columns")."""
         b, c, h, w = x_in.shape
-        n_cells = self.grid * self.grid
-        weights = self.cell_weights(x_in) * n_cells  # mean 1, so the token's scale matches features
+        g = self.grid
+        pooled = F.adaptive_avg_pool2d(x_in, g).flatten(2)
+        weights = pooled.float().softmax(dim=-1).to(x_in.dtype) * (g * g)  # mean 1, the scale of features
         if self.kind == "row":
-            up = F.interpolate(weights.view(b, c, self.grid, self.grid), size=(h, w), mode="nearest")
-            return up.view(b, self.heads, c // self.heads, h * w).mean(dim=2, keepdim=True)
-        pooled = F.adaptive_avg_pool2d(x_in, self.grid).flatten(2)
-        return (pooled * weights).view(b, self.heads, c // self.heads, n_cells)
+            # Averaging the head's channels before nearest up-pooling equals averaging after it, and
+            # touches G*G values per channel instead of H*W.
+            per_head = weights.view(b, self.heads, c // self.heads, g, g).mean(dim=2)
+            return F.interpolate(per_head, size=(h, w), mode="nearest").view(b, self.heads, 1, h * w)
+        return (pooled * weights).view(b, self.heads, c // self.heads, g * g)
 
     def append(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, x_in: torch.Tensor
