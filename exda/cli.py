@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as err:
-        print(f"exda {args.command}: error: {err}", file=sys.stderr)
+        print(f"exda {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"exda {args.command}: interrupted", file=sys.stderr)
@@ -45,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error of ours
         sys.stderr.close()
         return 0
+
+
+def _one_line(err: UserError) -> str:
+    """The user's message. A DataLoader worker re-raises a UserError with the worker's whole traceback
+    in the message; its last line holds the original message."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
+    return last.removeprefix(prefix) if len(lines) > 1 else last
 
 
 if __name__ == "__main__":

@@ -124,20 +124,31 @@ def test_token_weights_are_a_distribution_over_cells():
 
 
 def test_degradation_descriptor_is_explicit():
+    torch.manual_seed(0)
     model = exda.create_model("exda_restormer_test").eval()
-    d = model.degradation_descriptor(torch.rand(2, 3, 40, 36))
-    assert d.shape[0] == 2 and d.ndim == 2 and torch.isfinite(d).all()
+    clean = torch.rand(1, 3, 40, 36)
+    hazy = 0.5 * clean + 0.5 * torch.linspace(0, 1, 40).view(1, 1, 40, 1)  # a vertical veil
+    d = model.degradation_descriptor(torch.cat([clean, hazy]))
+    grid_cells = 16  # default 4 x 4 token grid, 8C = 64 latent channels for the test size
+    assert d.shape == (2, 64 * grid_cells)
+    per_channel = d.view(2, 64, grid_cells)
+    torch.testing.assert_close(per_channel.sum(-1), torch.ones(2, 64))  # a distribution per channel
+    assert not torch.allclose(d[0], d[1])  # it sees the difference between the two inputs
     with pytest.raises(ValueError, match="no global spatial token"):
         exda.create_model("restormer_test").degradation_descriptor(torch.rand(1, 3, 16, 16))
 
 
-def test_invalid_options_are_rejected():
-    with pytest.raises(ValueError):
-        exda.create_model("restormer_test", value_transform="sigmoid")
-    with pytest.raises(ValueError):
-        exda.create_model("restormer_test", global_token="tokens")
-    with pytest.raises(ValueError):
-        exda.create_model("restormer_test", in_channels=4)
+def test_invalid_options_are_user_errors():
+    for bad in ({"value_transform": "sigmoid"}, {"global_token": "tokens"}, {"in_channels": 4}, {"colour": 1}):
+        with pytest.raises(exda.errors.UserError, match="model restormer_test"):
+            exda.create_model("restormer_test", **bad)
+
+
+def test_yaml_off_means_off():
+    # YAML 1.1 reads an unquoted `off` as False; it must switch the primitive off, not fail.
+    model = exda.create_model("exda_restormer_test", value_transform=False, global_token=False)
+    with torch.device("meta"):
+        assert count_parameters(model) == count_parameters(exda.create_model("restormer_test"))
 
 
 @pytest.mark.parametrize("kind", ["row", "columns"])

@@ -48,13 +48,13 @@ class GlobalSpatialToken(nn.Module):
         """The token(s) for each head: B x heads x 1 x HW ("row") or B x heads x C/h x G*G ("columns")."""
         b, c, h, w = x_in.shape
         g = self.grid
-        pooled = F.adaptive_avg_pool2d(x_in, g).flatten(2)
-        weights = pooled.float().softmax(dim=-1).to(x_in.dtype) * (g * g)  # mean 1, the scale of features
+        weights = self.cell_weights(x_in) * (g * g)  # mean 1, the scale of features
         if self.kind == "row":
             # Averaging the head's channels before nearest up-pooling equals averaging after it, and
             # touches G*G values per channel instead of H*W.
             per_head = weights.view(b, self.heads, c // self.heads, g, g).mean(dim=2)
             return F.interpolate(per_head, size=(h, w), mode="nearest").view(b, self.heads, 1, h * w)
+        pooled = F.adaptive_avg_pool2d(x_in, g).flatten(2)
         return (pooled * weights).view(b, self.heads, c // self.heads, g * g)
 
     def append(

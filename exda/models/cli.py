@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from exda.errors import UserError
 from exda.models.profile import profile_model
 from exda.models.promptir import PROMPTS
 from exda.models.registry import list_models
@@ -20,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.size < 8:
+        raise UserError(f"--size must be at least 8 px, got {args.size}")
     rows = []
     stats: dict[str, tuple[int, int]] = {}
     for name in list_models():

@@ -36,7 +36,10 @@ def create_model(name: str, **kwargs) -> nn.Module:
     _ensure_families_loaded()
     if name not in _MODELS:
         raise UserError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
-    model = _MODELS[name](**kwargs)
+    try:
+        model = _MODELS[name](**kwargs)
+    except (TypeError, ValueError) as err:  # a bad option from a config or the command line
+        raise UserError(f"model {name}: {err}") from err
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     return model

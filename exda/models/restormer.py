@@ -199,6 +199,9 @@ EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
 def build(size: str, exda: bool, **kwargs) -> RestormerUNet:
     """A backbone of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
     config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
+    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
+        if config.get(option) is False:
+            config[option] = "off"
     return RestormerUNet(**config)
 
 
