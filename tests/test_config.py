@@ -54,7 +54,12 @@ def test_yaml_float_without_dot_is_read_as_float(tmp_path: Path) -> None:
         ("optim.betas=[0.9]", "optim.betas must be tuple[float, float]"),
         ("data.root=3", "data.root must be str | None"),
         ("train.ema_decay=yes", "train.ema_decay must be float, got True"),
-        ("train.iters=0", "train.iters has an impossible value 0"),
+        ("train.iters=0", "train.iters has an impossible value 0; it must be >= 1"),
+        ("optim.min_lr=1", "optim.min_lr has an impossible value 1.0; it must be 0 <= min_lr <= optim.lr"),
+        ("optim.min_lr=-1e-6", "optim.min_lr has an impossible value -1e-06"),
+        ("optim.schedule_iters=0", "optim.schedule_iters has an impossible value 0"),
+        ("data.strength=-0.5", "data.strength has an impossible value -0.5; it must be >= 0"),
+        ("loss.fft_weight=-0.1", "loss.fft_weight has an impossible value -0.1; it must be >= 0"),
         ("train.iters", "must look like section.key=value"),
         ("model=resnet", "model must be a mapping"),
     ],
@@ -64,6 +69,15 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
         load_config(None, [override])
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_schedule_must_cover_the_warmup() -> None:
+    message = r"optim.schedule_iters has an impossible value 9; .* >= max\(1, optim.warmup_iters\) = 10"
+    with pytest.raises(UserError, match=message):
+        load_config(None, ["optim.warmup_iters=10", "optim.schedule_iters=9"])
+    config = load_config(None, ["optim.warmup_iters=10", "optim.schedule_iters=10", "optim.min_lr=2e-4"])
+    assert config.optim.schedule_iters == 10 and config.optim.min_lr == config.optim.lr
+    assert load_config(None, ["optim.min_lr=0", "data.strength=0", "loss.fft_weight=0"]).optim.min_lr == 0
 
 
 def test_unknown_key_in_yaml_is_an_error(tmp_path: Path) -> None:

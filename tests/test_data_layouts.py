@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from exda.data import LAYOUTS, build_dataset, collate_restoration
-from exda.data.io import save_image
+from exda.data.io import image_stem, save_image
 from exda.data.layouts import CDD11_SUBSETS
 from exda.errors import UserError
 
@@ -37,6 +37,13 @@ def _check_item(item: dict, channels: int = 3, size: tuple[int, int] = (H, W)) -
 def _paired_tree(root: Path, lq: str = "input", gt: str = "target", same: bool = False) -> None:
     _write(root / lq, ["a.png", "b.png"], seed=1)
     _write(root / gt, ["a.png", "b.png"], seed=1 if same else 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"), [("a.png", "a"), ("scan.NII.GZ", "scan"), ("x.nii", "x"), ("img.01.tif", "img.01")]
+)
+def test_image_stem_drops_the_image_suffix(name: str, stem: str) -> None:
+    assert image_stem(Path("data") / name) == stem
 
 
 @pytest.mark.parametrize("folders", [("input", "target"), ("lq", "gt")])

@@ -16,15 +16,16 @@ from torch import nn
 import exda
 from exda.cli import main
 from exda.data.io import load_image, save_image, to_tensor
-from exda.engine.checkpoint import load_for_inference, save_checkpoint
+from exda.engine.checkpoint import load_for_inference, resolve_checkpoint, save_checkpoint
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model, save_comparison_grid
+from exda.errors import UserError
 from exda.metrics import psnr, ssim
 
 
 def _save(tmp_path: Path, name: str, **kwargs) -> Path:
     torch.manual_seed(0)
     model = exda.create_model(name, **kwargs)
-    return save_checkpoint(tmp_path / "run", "best", model=model, config={}, step=3, metrics={}, train_state=None)
+    return save_checkpoint(tmp_path / "run", "last", model=model, config={}, step=3, metrics={}, train_state=None)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,16 @@ def test_medical_protocol_and_max_items() -> None:
     assert result.per_task["CT"]["input_psnr"] == pytest.approx(expected)
 
 
+def test_metric_errors_name_the_image() -> None:
+    g = torch.Generator().manual_seed(2)
+    small = {"lq": torch.rand(3, 3, 5, generator=g), "gt": torch.rand(3, 3, 5, generator=g), "task": "noise",
+             "name": "tiny", "params": {}}
+    with pytest.raises(UserError, match=r"cannot score noise/tiny: SSIM needs images of at least 7x7, got 3x5"):
+        evaluate_model(nn.Identity(), [small])
+    with pytest.raises(UserError, match=r"cannot score noise/img0: crop_border 20 leaves nothing"):
+        evaluate_model(nn.Identity(), _photo_items(), crop_border=20)
+
+
 def test_comparison_grid_writes_png(tmp_path: Path) -> None:
     items = _photo_items()
     triplets = [(items[0]["lq"], items[0]["gt"] * 0.9, items[0]["gt"]), (items[2]["lq"][:1],) * 3]
@@ -108,6 +119,26 @@ def test_comparison_grid_writes_png(tmp_path: Path) -> None:
 
 def _restore(argv: list[str]) -> int:
     return main(["restore", *argv])
+
+
+def test_run_folder_means_last_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = exda.create_model("restormer_test")
+    folder = tmp_path / "run" / "checkpoints"
+    for tag in ("best", "last"):
+        save_checkpoint(folder, tag, model=model, config={}, step=1, metrics={}, train_state=None)
+    assert resolve_checkpoint(tmp_path / "run") == resolve_checkpoint(folder) == folder / "last.safetensors"
+    (folder / "last.safetensors").unlink()
+    with pytest.raises(UserError, match=r"no checkpoint \(last.safetensors\) .* explicitly: .*best.safetensors"):
+        resolve_checkpoint(tmp_path / "run")
+
+
+def test_restore_current_folder(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "photos"
+    save_image(folder / "a.png", np.random.default_rng(4).random((21, 19, 3)))
+    monkeypatch.chdir(folder)
+    assert _restore([".", "--checkpoint", str(checkpoint)]) == 0
+    assert [p.name for p in (tmp_path / "photos_restored").iterdir()] == ["a.png"]
 
 
 def test_restore_16bit_png_round_trip(checkpoint: Path, tmp_path: Path) -> None:
@@ -206,6 +237,19 @@ def test_eval_cli_medical_uses_amir_protocol(tmp_path: Path) -> None:
     record = json.loads((out / "results.json").read_text())
     assert record["settings"]["ssim_gaussian"] is True and record["settings"]["data_range_from_gt"] is True
     assert list(record["per_task"]) == ["ct"] and record["per_task"]["ct"]["count"] == 1
+
+
+def test_eval_cli_on_too_small_images_is_one_line(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "small"
+    rng = np.random.default_rng(6)
+    for sub in ("input", "target"):
+        save_image(root / sub / "speck.png", rng.random((3, 5, 3)))
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(root), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "exda eval: error: cannot score paired/speck: SSIM needs images of at least 7x7, got 3x5"
+    )
 
 
 def test_eval_cli_user_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -77,7 +77,9 @@ def test_bf16_path_runs_close(image: torch.Tensor) -> None:
         full = model(image)
     out = restore(model, image, tile=32, overlap=8, bf16=True)
     assert out.dtype == torch.float32
-    assert (out - full).abs().max().item() < 5e-2
+    # Measured on seeds 0-7: max |bf16 - fp32| is 1.3e-3 to 1.6e-3 (outputs span ~0.4); bound at ~2x.
+    error = (out - full).abs().max().item()
+    assert 0 < error < 3e-3  # nonzero: the model really ran under bf16 autocast
 
 
 @pytest.mark.parametrize(("tile", "overlap"), [(32, 17), (0, 0), (32, -1)])

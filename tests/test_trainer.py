@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 
+from exda.data.io import save_image
 from exda.engine import train_cli
 from exda.engine.checkpoint import load_for_inference, load_training_state
-from exda.engine.config import Config, config_from_dict, load_config
+from exda.engine.config import Config, DataConfig, config_from_dict, load_config
 from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
-from exda.engine.trainer import ResumableSampler, train, warmup_cosine
+from exda.engine.trainer import ResumableSampler, train, validation_warning, warmup_cosine
 from exda.errors import UserError
 
 TINY: dict[str, Any] = {
@@ -71,8 +74,8 @@ def test_checkpoint_loads_for_inference(short_run: Path) -> None:
     with torch.no_grad():
         y = model(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
-    raw, raw_info = load_for_inference(short_run, use_ema=False)  # a run folder resolves to best
-    assert not raw_info["ema"]
+    raw, raw_info = load_for_inference(short_run, use_ema=False)  # a run folder resolves to last
+    assert not raw_info["ema"] and raw_info["path"].name == "last.safetensors"
     assert not torch.equal(next(raw.parameters()), next(model.parameters()))
 
 
@@ -100,6 +103,68 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
 def test_resume_with_another_architecture_is_a_user_error(short_run: Path) -> None:
     with pytest.raises(UserError, match="holds exda_restormer_test .* the config asks for restormer_test"):
         train(tiny_config(model={"name": "restormer_test"}, train={"iters": 3}), short_run, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data": {"batch_size": 1}}, r"data.batch_size \(checkpoint 2, now 1\)"),
+        ({"data": {"degradations": ["rain"]}, "train": {"seed": 4}},
+         r"data.degradations \(checkpoint \['noise25', 'rain'\], now \['rain'\]\); train.seed \(checkpoint 3, now 4\)"),
+        ({"data": {"length": 8, "patch_size": 21}}, r"data.length \(checkpoint 6, now 8\); data.patch_size"),
+    ],
+)
+def test_resume_with_other_data_or_seed_is_a_user_error(
+    short_run: Path, changes: dict[str, dict[str, Any]], message: str
+) -> None:
+    sections = {name: {**TINY[name], **values} for name, values in changes.items()}
+    sections["train"] = {**sections.get("train", TINY["train"]), "iters": 3}
+    with pytest.raises(UserError, match=f"resuming exactly needs the same {message}.*start a new run instead"):
+        train(tiny_config(**sections), short_run, resume=True)
+
+
+def test_resume_on_another_number_of_processes_is_a_user_error(short_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run)
+    state_path = run / "checkpoints" / "last.state.pt"
+    state = torch.load(state_path, weights_only=True)
+    assert state["world_size"] == 1
+    torch.save({**state, "world_size": 2}, state_path)
+    with pytest.raises(UserError, match=r"same number of processes \(checkpoint 2, now 1\)"):
+        train(tiny_config(train={"iters": 3}), run, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"layout": "synthetic", "root": None}, None),
+        ({"layout": "synthetic", "root": "clean"}, "validation uses the training images"),
+        ({"layout": "paired", "root": "pairs"}, "set data.val_root for a held-out set"),
+        ({"layout": "paired", "root": "pairs", "val_root": "held_out"}, None),
+        ({"layout": "deg3", "root": "promptir"}, "validation uses the layout's test split; best.* is selected"),
+        ({"layout": "medical", "root": "amir"}, "report last.* or use a separate data.val_root"),
+        ({"layout": "cdd11", "root": "cdd", "val_root": "cdd_val"}, None),
+    ],
+)
+def test_validation_warning_when_not_held_out(data: dict[str, Any], expected: str | None) -> None:
+    warning = validation_warning(DataConfig(**data))
+    assert warning is None if expected is None else expected in warning
+
+
+def test_paired_run_logs_the_validation_warning(tmp_path: Path, short_run: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        gt = rng.random((29, 27, 3))
+        save_image(tmp_path / "pairs" / "target" / f"{name}.png", gt)
+        save_image(tmp_path / "pairs" / "input" / f"{name}.png", np.clip(gt + 0.1 * rng.random(gt.shape), 0, 1))
+    config = tiny_config(
+        data={"layout": "paired", "root": str(tmp_path / "pairs"), "degradations": [], "length": 2},
+        train={"iters": 1, "val_every": 1, "precision": "fp32"},
+    )
+    train(config, tmp_path / "run")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.count("warning: validation uses the training images; set data.val_root") == 1
+    assert "warning" not in (short_run / "train.log").read_text()  # held-out sample photos
 
 
 def test_resume_without_checkpoint_and_fresh_run_over_one(tmp_path: Path, short_run: Path) -> None:

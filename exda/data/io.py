@@ -47,6 +47,12 @@ def image_suffix(path: str | Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
 
 
+def image_stem(path: str | Path) -> str:
+    """The file name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
+    name = Path(path).name
+    return name[: len(name) - len(image_suffix(name))]
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Images directly inside ``folder`` (not recursive, hidden files skipped), sorted by name."""
     folder = Path(folder)

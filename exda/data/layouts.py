@@ -36,7 +36,7 @@ from exda.data.datasets import (
     RestorationDataset,
     SyntheticDataset,
 )
-from exda.data.io import list_images
+from exda.data.io import image_stem, list_images
 from exda.data.transforms import PairTransform
 from exda.errors import UserError
 
@@ -68,11 +68,6 @@ def _dehaze_key(stem: str) -> str:
     return stem.split("_", 1)[0]
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
-
-
 def pair_folders(
     lq_dir: Path, gt_dir: Path, task: str, *, lq_key: KeyRule = _same, gt_key: KeyRule = _same,
     rule: str = "same file name without suffix", every_target: bool = True,
@@ -87,17 +82,17 @@ def pair_folders(
             raise UserError(f"no images in {folder}")
     targets: dict[str, Path] = {}
     for path in gt_files:
-        key = gt_key(_stem(path))
+        key = gt_key(image_stem(path))
         if key in targets:
             raise UserError(f"two targets match the same name ({rule}): {targets[key]} and {path}")
         targets[key] = path
     pairs, used = [], set()
     for path in lq_files:
-        key = lq_key(_stem(path))
+        key = lq_key(image_stem(path))
         if key not in targets:
             raise UserError(f"no target for {path} in {gt_dir} (pairs match by {rule})")
         used.add(key)
-        pairs.append(ImagePair(lq=path, gt=targets[key], task=task, name=_stem(path)))
+        pairs.append(ImagePair(lq=path, gt=targets[key], task=task, name=image_stem(path)))
     if every_target:
         for key, path in targets.items():
             if key not in used:
@@ -121,7 +116,7 @@ def _paired_dirs(root: Path) -> tuple[Path, Path]:
 
 
 def _clean_images(paths: Sequence[Path]) -> list[CleanImage]:
-    return [CleanImage(name=_stem(path), path=path) for path in paths]
+    return [CleanImage(name=image_stem(path), path=path) for path in paths]
 
 
 def _deg_parts(root: Path, layout: str, train: bool, transform: PairTransform) -> list[RestorationDataset]:

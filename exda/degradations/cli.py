@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from exda.atomic import atomic_write
-from exda.data.io import image_suffix, list_images, load_image, save_image, to_numpy, to_tensor
+from exda.data.io import image_stem, list_images, load_image, save_image, to_numpy, to_tensor
 from exda.degradations.base import DegradationSampler, check_strength
 from exda.degradations.registry import get_degradation, list_degradations
 from exda.errors import UserError
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     files = list_images(input_dir)
     if not files:
         raise UserError(f"no images (PNG, JPEG, TIFF, ...) found in {input_dir}")
-    stems = [_stem(path) for path in files]
+    stems = [image_stem(path) for path in files]
     clashes = sorted({stem for stem in stems if stems.count(stem) > 1})
     if clashes:
         raise UserError(f"several input images share a name, outputs would collide: {', '.join(clashes)}")
@@ -78,10 +78,6 @@ def run(args: argparse.Namespace) -> int:
     _write_json(output_dir / "manifest.json", manifest)
     print(f"wrote {len(entries)} pairs ({degradation.name}, seed {args.seed}, strength {strength}) to {output_dir}")
     return 0
-
-
-def _stem(path: Path) -> str:
-    return path.name[: -len(image_suffix(path))]
 
 
 def _refuse_overlap(input_dir: Path, output_dir: Path) -> None:

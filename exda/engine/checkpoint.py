@@ -87,8 +87,12 @@ def save_checkpoint(
     return weights
 
 
-def resolve_checkpoint(path: str | Path, tags: tuple[str, ...] = ("best", "last")) -> Path:
-    """Accept a ``.safetensors`` file, or a run/checkpoints folder (the first of ``tags`` found there)."""
+def resolve_checkpoint(path: str | Path, tags: tuple[str, ...] = ("last",)) -> Path:
+    """Accept a ``.safetensors`` file, or a run/checkpoints folder (the first of ``tags`` found there).
+
+    A folder means ``last``: ``best`` is selected on the validation set, which for the benchmark
+    layouts is their test split, so it is only used when named explicitly.
+    """
     path = Path(path)
     if path.is_dir():
         for folder in (path / "checkpoints", path):
@@ -97,7 +101,10 @@ def resolve_checkpoint(path: str | Path, tags: tuple[str, ...] = ("best", "last"
                 if candidate.is_file():
                     return candidate
         names = ", ".join(f"{tag}{WEIGHTS_SUFFIX}" for tag in tags)
-        raise UserError(f"no checkpoint ({names}) found in {path}")
+        others = sorted(str(p) for folder in (path / "checkpoints", path) if folder.is_dir()
+                        for p in folder.glob(f"*{WEIGHTS_SUFFIX}"))
+        hint = f"; name a file explicitly: {', '.join(others)}" if others else ""
+        raise UserError(f"no checkpoint ({names}) found in {path}{hint}")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path
@@ -178,7 +185,7 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     Keys: ``model_name``, ``model_kwargs``, ``step``, ``model`` and ``ema`` (state dicts; ``ema`` empty
     when EMA was off), ``config``, ``metrics`` and ``train_state`` (what the trainer passed on save).
     """
-    path = resolve_checkpoint(path, tags=("last",))
+    path = resolve_checkpoint(path)
     state_path = path.with_name(path.name.removesuffix(WEIGHTS_SUFFIX) + STATE_SUFFIX)
     if not state_path.is_file():
         raise UserError(f"{path} has no training state ({state_path.name}); it is for inference only")

@@ -186,25 +186,33 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 def _check_ranges(config: Config) -> None:
     """Reject values of the right type that cannot work (zero iterations, negative intervals)."""
-    rules = {
-        "train.iters": config.train.iters >= 1,
-        "data.batch_size": config.data.batch_size >= 1,
-        "data.patch_size": config.data.patch_size >= 1,
-        "data.num_workers": config.data.num_workers >= 0,
-        "data.val_max_items": config.data.val_max_items >= 0,
-        "optim.lr": config.optim.lr > 0,
-        "optim.warmup_iters": config.optim.warmup_iters >= 0,
-        "optim.grad_clip": config.optim.grad_clip >= 0,
-        "train.ema_decay": 0 <= config.train.ema_decay < 1,
-        "train.val_every": config.train.val_every >= 0,
-        "train.ckpt_every": config.train.ckpt_every >= 0,
-        "train.log_every": config.train.log_every >= 0,
+    data, optim, train = config.data, config.optim, config.train
+    rules = {  # key: (holds, what it needs)
+        "train.iters": (train.iters >= 1, ">= 1"),
+        "data.batch_size": (data.batch_size >= 1, ">= 1"),
+        "data.patch_size": (data.patch_size >= 1, ">= 1"),
+        "data.num_workers": (data.num_workers >= 0, ">= 0"),
+        "data.val_max_items": (data.val_max_items >= 0, ">= 0"),
+        "data.strength": (data.strength >= 0, ">= 0"),
+        "optim.lr": (optim.lr > 0, "> 0"),
+        "optim.min_lr": (0 <= optim.min_lr <= optim.lr, f"0 <= min_lr <= optim.lr ({optim.lr:g})"),
+        "optim.warmup_iters": (optim.warmup_iters >= 0, ">= 0"),
+        "optim.schedule_iters": (
+            optim.schedule_iters is None or optim.schedule_iters >= max(1, optim.warmup_iters),
+            f"null or >= max(1, optim.warmup_iters) = {max(1, optim.warmup_iters)}",
+        ),
+        "optim.grad_clip": (optim.grad_clip >= 0, ">= 0"),
+        "loss.fft_weight": (config.loss.fft_weight >= 0, ">= 0"),
+        "train.ema_decay": (0 <= train.ema_decay < 1, "0 <= ema_decay < 1"),
+        "train.val_every": (train.val_every >= 0, ">= 0"),
+        "train.ckpt_every": (train.ckpt_every >= 0, ">= 0"),
+        "train.log_every": (train.log_every >= 0, ">= 0"),
     }
-    bad = [key for key, ok in rules.items() if not ok]
-    if bad:
-        section, name = bad[0].split(".")
-        value = getattr(getattr(config, section), name)
-        raise UserError(f"config key {bad[0]} has an impossible value {value!r}")
+    for key, (ok, needs) in rules.items():
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            raise UserError(f"config key {key} has an impossible value {value!r}; it must be {needs}")
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

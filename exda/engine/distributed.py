@@ -76,12 +76,6 @@ def distributed_session(device: torch.device) -> Iterator[DistContext]:
         dist.destroy_process_group()
 
 
-def barrier(ctx: DistContext) -> None:
-    """Wait for every rank (no-op for one process)."""
-    if ctx.enabled:
-        dist.barrier()
-
-
 def mean_across_ranks(value: float, ctx: DistContext, device: torch.device) -> float:
     """Average a scalar over all ranks (for logging the global loss)."""
     if not ctx.enabled:

@@ -9,20 +9,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from exda.data import build_dataset
+from exda.data import LAYOUTS, build_dataset
 from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
 from exda.engine.evaluate import evaluate_model
-from exda.engine.restore_cli import add_inference_arguments, check_tiling, resolve_device
+from exda.engine.restore_cli import CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
 from exda.errors import UserError
 
-LAYOUTS = ("paired", "deg3", "deg5", "cdd11", "medical", "synthetic")
 SAMPLES = "samples"  # --data value meaning the built-in sample photos
 GRID_IMAGES = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a .safetensors checkpoint or a run folder")
+    parser.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
     parser.add_argument("--data", default=None,
                         help=f"dataset root; '{SAMPLES}' or omitted = built-in sample photos (synthetic)")
     parser.add_argument("--layout", choices=LAYOUTS, default=None,
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if root is None and layout != "synthetic":
         raise UserError(f"--layout {layout} needs --data pointing at a dataset folder")
 
-    device = resolve_device(args.device)
+    device = inference_device(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
     model, info = load_for_inference(checkpoint, device=device)
     dataset = build_dataset(layout, root, "test", degradations=tuple(args.degradations),

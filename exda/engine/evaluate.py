@@ -26,6 +26,7 @@ from tqdm import tqdm
 from exda.atomic import atomic_write
 from exda.data import collate_restoration
 from exda.engine.tiling import restore
+from exda.errors import UserError
 from exda.metrics import gt_data_range, psnr, rmse, ssim
 
 Triplet = tuple[Tensor, Tensor, Tensor]  # (input, restored, target), each C x H x W on the CPU
@@ -160,8 +161,12 @@ def evaluate_model(
         for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
             lq, gt = batch["lq"].float(), batch["gt"].float()
             restored = restore(model, lq, tile=tile, overlap=tile_overlap, bf16=bf16).clamp(0.0, 1.0)
-            before = _image_metrics(lq, gt, **options)
-            after = _image_metrics(restored, gt, **options)
+            try:
+                before = _image_metrics(lq, gt, **options)
+                after = _image_metrics(restored, gt, **options)
+            except ValueError as err:  # too small for SSIM, crop_border too large, flat target range
+                names = ", ".join(f"{task}/{name}" for task, name in zip(batch["task"], batch["name"], strict=True))
+                raise UserError(f"cannot score {names}: {err}") from err
             for i in range(lq.shape[0]):
                 row = {"task": batch["task"][i], "name": batch["name"][i]}
                 row.update({f"input_{k}": v[i].item() for k, v in before.items()})

@@ -17,13 +17,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from exda.data.io import image_suffix, list_images, load_image, save_image, to_numpy, to_tensor
+from exda.data.io import image_stem, image_suffix, list_images, load_image, save_image, to_numpy, to_tensor
+from exda.data.transforms import match_channels
 from exda.engine.checkpoint import load_for_inference
 from exda.engine.tiling import restore
 from exda.errors import UserError
 
 _KEEP_SUFFIXES = (".tif", ".tiff", ".npy")
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 weights, no offset
+CHECKPOINT_HELP = (
+    "a .safetensors checkpoint or a run folder; a run folder means its last checkpoint; "
+    "pass .../best.safetensors explicitly for the best-on-validation one"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="output file (or folder for a folder input); default <stem>_restored.png "
                              "next to the file, or <folder>_restored/")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a .safetensors checkpoint or a run folder")
+    parser.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
     add_inference_arguments(parser)
 
 
@@ -47,7 +50,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: cuda when available, else cpu")
 
 
-def resolve_device(name: str | None) -> torch.device:
+def inference_device(name: str | None) -> torch.device:
     """The requested device, or CUDA when available; asking for absent CUDA is a user error."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -77,7 +80,7 @@ def peak_memory_line(device: torch.device) -> str:
 
 def _output_name(src: Path) -> str:
     suffix = image_suffix(src)
-    return src.name[: -len(suffix)] + (suffix if suffix in _KEEP_SUFFIXES else ".png")
+    return image_stem(src) + (suffix if suffix in _KEEP_SUFFIXES else ".png")
 
 
 def plan_outputs(input_path: Path, output: Path | None) -> list[tuple[Path, Path]]:
@@ -86,14 +89,19 @@ def plan_outputs(input_path: Path, output: Path | None) -> list[tuple[Path, Path
         sources = list_images(input_path)
         if not sources:
             raise UserError(f"no images found in {input_path}")
-        folder = output if output is not None else input_path.with_name(f"{input_path.name}_restored")
+        if output is not None:
+            folder = output
+        else:
+            resolved = input_path.resolve()  # "." and ".." have no name of their own
+            if not resolved.name:
+                raise UserError(f"give -o OUTPUT_FOLDER to restore the images in {resolved}")
+            folder = resolved.with_name(f"{resolved.name}_restored")
         if folder.exists() and not folder.is_dir():
             raise UserError(f"output for a folder input must be a folder: {folder}")
         pairs = [(src, folder / _output_name(src)) for src in sources]
     elif input_path.is_file():
         default_name = _output_name(input_path)
-        stem, suffix = default_name[: -len(image_suffix(default_name))], image_suffix(default_name)
-        default_name = f"{stem}_restored{suffix}"
+        default_name = f"{image_stem(default_name)}_restored{image_suffix(default_name)}"
         if output is None:
             dst = input_path.with_name(default_name)
         else:
@@ -113,16 +121,13 @@ def plan_outputs(input_path: Path, output: Path | None) -> list[tuple[Path, Path
     return pairs
 
 
-def _match_channels(pixels: np.ndarray, in_channels: int, src: Path) -> tuple[np.ndarray, bool]:
+def _fit_channels(pixels: np.ndarray, in_channels: int, src: Path) -> tuple[np.ndarray, bool]:
     """Fit an image to the model's channels; returns the pixels and whether to save gray back."""
     channels = pixels.shape[2]
-    if channels == in_channels:
-        return pixels, False
-    if in_channels == 1:
+    if channels == 3 and in_channels == 1:
         print(f"exda restore: {src.name} is RGB but the model takes 1 channel; restoring its luma",
               file=sys.stderr)
-        return (pixels @ _LUMA)[:, :, None], False
-    return np.repeat(pixels, in_channels, axis=2), True
+    return match_channels(pixels, in_channels), channels == 1 and in_channels == 3
 
 
 def restore_file(
@@ -130,18 +135,18 @@ def restore_file(
 ) -> None:
     """Load, restore (tiled if asked) and save one image, keeping its bit depth and alpha."""
     image = load_image(src)
-    pixels, to_gray = _match_channels(image.pixels, getattr(model, "in_channels", 3), src)
+    pixels, to_gray = _fit_channels(image.pixels, getattr(model, "in_channels", 3), src)
     x = to_tensor(pixels).unsqueeze(0)
     restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, bf16=bf16, progress=True)[0].clamp(0, 1))
     if to_gray:
-        restored = (restored @ _LUMA)[:, :, None]
+        restored = match_channels(restored, 1)
     save_image(dst, restored, bit_depth=image.bit_depth, alpha=image.alpha)
 
 
 def run(args: argparse.Namespace) -> int:
     check_tiling(args.tile, args.tile_overlap)
     pairs = plan_outputs(args.input, args.output)
-    device = resolve_device(args.device)
+    device = inference_device(args.device)
     model, _ = load_for_inference(args.checkpoint, device=device)
     for src, dst in tqdm(pairs, desc="images", unit="img", disable=len(pairs) == 1):
         restore_file(model, src, dst, tile=args.tile, overlap=args.tile_overlap, bf16=args.bf16)

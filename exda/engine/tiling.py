@@ -15,12 +15,13 @@ ExDA's global spatial token), so for them tiled and untiled outputs differ; tile
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
+
+from exda.engine.amp import autocast
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -29,13 +30,9 @@ def model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
 def _run(model: nn.Module, x: Tensor, device: torch.device, bf16: bool) -> Tensor:
     """One forward pass on ``device``; the result comes back to the CPU as float32."""
-    with _autocast(device, bf16):
+    with autocast(device, "bf16" if bf16 else "fp32"):
         out = model(x.to(device=device, dtype=torch.float32))
     return out.float().cpu()
 

@@ -4,7 +4,8 @@
 ``config.yaml`` (resolved), ``train.log``, ``tb/`` (TensorBoard) and ``checkpoints/{last,best}.*``.
 A run resumed from ``last`` continues exactly as if never interrupted: weights, EMA, optimizer,
 scheduler, grad scaler, torch RNG and the data epoch/position are restored, and every training item
-is a pure function of (seed, epoch, index).
+is a pure function of (seed, epoch, index); so resuming refuses a change to what fixes the batches
+(``RESUME_FIXED_KEYS`` and the number of processes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,8 +28,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from exda.data import build_dataset, collate_restoration
+from exda.engine.amp import autocast
 from exda.engine.checkpoint import load_state_into, load_training_state, save_checkpoint
-from exda.engine.config import Config, save_config
+from exda.engine.config import Config, DataConfig, save_config
 from exda.engine.distributed import (
     DistContext,
     context_from_env,
@@ -44,6 +45,12 @@ from exda.models import create_model
 
 CHECKPOINT_DIR = "checkpoints"
 SAMPLE_IMAGES = 4
+BENCHMARK_LAYOUTS = ("deg3", "deg5", "cdd11", "medical")  # their "val" split is the test folders
+# What fixes the sequence of training batches: resuming with another value would not continue the run.
+RESUME_FIXED_KEYS = (
+    "data.batch_size", "data.length", "data.layout", "data.root", "data.degradations", "data.patch_size",
+    "train.seed",
+)
 
 
 def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
@@ -52,6 +59,41 @@ def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> fl
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def validation_warning(data: DataConfig) -> str | None:
+    """One line when validation is not held out (so ``best`` is picked on seen or test images)."""
+    if data.val_root is not None:
+        return None
+    layout = data.val_layout or data.layout
+    if layout in BENCHMARK_LAYOUTS:
+        return ("warning: validation uses the layout's test split; best.* is selected on it, "
+                "so report last.* or use a separate data.val_root")
+    if layout == "paired" or (layout == "synthetic" and data.root is not None):
+        return "warning: validation uses the training images; set data.val_root for a held-out set"
+    return None  # synthetic without a root validates on the held-out sample photos
+
+
+def _same_value(key: str, saved: Any, current: Any) -> bool:
+    if saved == current:
+        return True
+    if key == "data.root" and saved is not None and current is not None:  # same folder, spelled otherwise
+        return Path(saved).expanduser().resolve() == Path(current).expanduser().resolve()
+    return False
+
+
+def resume_mismatches(saved_config: dict[str, Any], config: Config) -> list[str]:
+    """``key (checkpoint X, now Y)`` for each of RESUME_FIXED_KEYS that differs from the saved config."""
+    current = config.to_dict()
+    found = []
+    for key in RESUME_FIXED_KEYS:
+        section, name = key.split(".")
+        if name not in saved_config.get(section, {}):
+            continue  # not recorded in this checkpoint
+        saved, now = saved_config[section][name], current[section][name]
+        if not _same_value(key, saved, now):
+            found.append(f"{key} (checkpoint {saved!r}, now {now!r})")
+    return found
 
 
 class ResumableSampler(DistributedSampler):
@@ -68,14 +110,6 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(0, super().__len__() - self.skip)
-
-
-def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """bf16 autocast on CPU and CUDA, fp16 on CUDA only (with a GradScaler), nothing for fp32."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 class Trainer:
@@ -184,6 +218,7 @@ class Trainer:
             "position": self.position,
             "best_psnr": self.best_psnr,
             "ema_n_averaged": int(self.ema.n_averaged) if self.ema is not None else 0,
+            "world_size": self.ctx.world_size,
         }
 
     def resume(self, checkpoint: Path) -> None:
@@ -197,8 +232,16 @@ class Trainer:
                 f"checkpoint {checkpoint} holds {found['name']} {found['kwargs']} but the config asks for "
                 f"{wanted['name']} {wanted['kwargs']}"
             )
-        load_state_into(self.model, saved["model"], checkpoint)
         state = saved["train_state"]
+        mismatches = resume_mismatches(saved["config"], self.config)
+        saved_world = state.get("world_size", self.ctx.world_size)  # absent in older checkpoints
+        if saved_world != self.ctx.world_size:
+            mismatches.append(f"number of processes (checkpoint {saved_world}, now {self.ctx.world_size})")
+        if mismatches:
+            raise UserError(
+                f"resuming exactly needs the same {'; '.join(mismatches)}; start a new run instead"
+            )
+        load_state_into(self.model, saved["model"], checkpoint)
         if self.ema is not None:
             load_state_into(self.ema.module, saved["ema"] or saved["model"], checkpoint)
             self.ema.n_averaged.fill_(state["ema_n_averaged"] if saved["ema"] else 0)
@@ -297,6 +340,9 @@ class Trainer:
                 f"{self.ctx.world_size} process(es) x batch {self.config.data.batch_size} on {self.device}; "
                 f"{len(self.train_set)} training items, {len(self.loader)} iterations per epoch"
             )
+            warning = validation_warning(self.config.data) if self.val_set is not None else None
+            if warning is not None:
+                self._log(warning)
             self.model.train()
             bar = tqdm(total=train.iters, initial=self.step, disable=not self.ctx.is_main, dynamic_ncols=True)
             batches = self._batches()
