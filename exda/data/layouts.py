@@ -119,39 +119,39 @@ def _clean_images(paths: Sequence[Path]) -> list[CleanImage]:
     return [CleanImage(name=image_stem(path), path=path) for path in paths]
 
 
+# PromptIR/AdaIR folders per split: clean images for synthetic denoising, then (task, input, target)
+# folders; deg3 uses the first two pairs, deg5 all four.
+_DEG_DENOISE = {"train": "Train/Denoise", "test": "test/denoise/bsd68"}
+_DEG_PAIRS = {
+    "train": [("derain", "Train/Derain/rainy", "Train/Derain/gt"),
+              ("dehaze", "Train/Dehaze/synthetic", "Train/Dehaze/original"),
+              ("deblur", "Train/Deblur/blur", "Train/Deblur/sharp"),
+              ("lowlight", "Train/Enhance/low", "Train/Enhance/gt")],
+    "test": [("derain", "test/derain/Rain100L/input", "test/derain/Rain100L/target"),
+             ("dehaze", "test/dehaze/input", "test/dehaze/target"),
+             ("deblur", "test/deblur/gopro/input", "test/deblur/gopro/target"),
+             ("lowlight", "test/lowlight/lol/input", "test/lowlight/lol/target")],
+}
+
+
 def _deg_parts(root: Path, layout: str, train: bool, transform: PairTransform) -> list[RestorationDataset]:
     """PromptIR/AdaIR 3- or 5-task folders as one dataset per task."""
-    five = layout == "deg5"
+    split = "train" if train else "test"
+    rules = {
+        "derain": {"lq_key": _derain_key, "gt_key": _derain_key, "rule": "name without a leading 'rain-'/'norain-'"},
+        "dehaze": {"lq_key": _dehaze_key, "rule": "the part before the first '_'", "every_target": False},
+    }
+    (denoise,) = _require(root, layout, _DEG_DENOISE[split])
+    clean = _clean_images(list_images(denoise))
+    if not clean:
+        raise UserError(f"no images in {denoise}")
     noise = [f"noise{sigma}" for sigma in DENOISE_SIGMAS]
-    derain = {"lq_key": _derain_key, "gt_key": _derain_key, "rule": "name without a leading 'rain-'/'norain-'"}
-    dehaze = {"lq_key": _dehaze_key, "rule": "the part before the first '_'", "every_target": False}
-    if train:
-        (denoise,) = _require(root, layout, "Train/Denoise")
-        clean = _clean_images(list_images(denoise))
-        if not clean:
-            raise UserError(f"no images in {denoise}")
-        folders = [("derain", "Train/Derain/rainy", "Train/Derain/gt", derain),
-                   ("dehaze", "Train/Dehaze/synthetic", "Train/Dehaze/original", dehaze)]
-        if five:
-            folders += [("deblur", "Train/Deblur/blur", "Train/Deblur/sharp", {}),
-                        ("lowlight", "Train/Enhance/low", "Train/Enhance/gt", {})]
-        parts: list[RestorationDataset] = [
-            SyntheticDataset(clean, noise, transform, tasks=["denoise"] * len(noise))
-        ]
-    else:
-        (denoise,) = _require(root, layout, "test/denoise/bsd68")
-        clean = _clean_images(list_images(denoise))
-        if not clean:
-            raise UserError(f"no images in {denoise}")
-        folders = [("derain", "test/derain/Rain100L/input", "test/derain/Rain100L/target", derain),
-                   ("dehaze", "test/dehaze/input", "test/dehaze/target", dehaze)]
-        if five:
-            folders += [("deblur", "test/deblur/gopro/input", "test/deblur/gopro/target", {}),
-                        ("lowlight", "test/lowlight/lol/input", "test/lowlight/lol/target", {})]
-        parts = [SyntheticDataset(clean, noise, transform, tasks=[f"denoise{s}" for s in DENOISE_SIGMAS])]
-    for task, lq, gt, rules in folders:
+    # Training mixes the sigmas under one task; the test set reports each sigma (BSD68 protocol).
+    tasks = ["denoise"] * len(noise) if train else [f"denoise{sigma}" for sigma in DENOISE_SIGMAS]
+    parts: list[RestorationDataset] = [SyntheticDataset(clean, noise, transform, tasks=tasks)]
+    for task, lq, gt in _DEG_PAIRS[split][: 4 if layout == "deg5" else 2]:
         lq_dir, gt_dir = _require(root, layout, lq, gt)
-        parts.append(PairedFileDataset(pair_folders(lq_dir, gt_dir, task, **rules), transform))
+        parts.append(PairedFileDataset(pair_folders(lq_dir, gt_dir, task, **rules.get(task, {})), transform))
     return parts
 
 
