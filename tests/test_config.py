@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exda.engine.config import Config, load_config, save_config
+from exda.engine.config import Config, PatchStage, load_config, save_config
 from exda.errors import UserError
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -60,6 +60,18 @@ def test_yaml_float_without_dot_is_read_as_float(tmp_path: Path) -> None:
         ("optim.schedule_iters=0", "optim.schedule_iters has an impossible value 0"),
         ("data.strength=-0.5", "data.strength has an impossible value -0.5; it must be >= 0"),
         ("loss.fft_weight=-0.1", "loss.fft_weight has an impossible value -0.1; it must be >= 0"),
+        ("data.progressive=3", "data.progressive must be list[PatchStage], got 3"),
+        ("data.progressive=[16]", "data.progressive[0] must be a mapping of keys to values, got 16"),
+        ("data.progressive=[{iters: 2, patch: 16, batch_size: 2}]",
+         "unknown config key 'data.progressive[0].patch'; valid keys in data.progressive[0]: iters, patch_size"),
+        ("data.progressive=[{iters: 2, patch_size: 16}]",
+         "data.progressive[0] is missing batch_size; it needs iters, patch_size, batch_size"),
+        ("data.progressive=[{iters: 2, patch_size: 16, batch_size: 2}, {iters: 0, patch_size: 24, batch_size: 1}]",
+         "data.progressive[1].iters has an impossible value 0; it must be >= 1"),
+        ("data.progressive=[{iters: 2, patch_size: -16, batch_size: 2}]",
+         "data.progressive[0].patch_size has an impossible value -16"),
+        ("data.progressive=[{iters: 2, patch_size: 16, batch_size: 0}]",
+         "data.progressive[0].batch_size has an impossible value 0"),
         ("train.iters", "must look like section.key=value"),
         ("model=resnet", "model must be a mapping"),
     ],
@@ -78,6 +90,27 @@ def test_schedule_must_cover_the_warmup() -> None:
     config = load_config(None, ["optim.warmup_iters=10", "optim.schedule_iters=10", "optim.min_lr=2e-4"])
     assert config.optim.schedule_iters == 10 and config.optim.min_lr == config.optim.lr
     assert load_config(None, ["optim.min_lr=0", "data.strength=0", "loss.fft_weight=0"]).optim.min_lr == 0
+
+
+def test_progressive_stages_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  progressive:\n    - {iters: 2, patch_size: 16, batch_size: 4}\n"
+                    "    - iters: 5\n      patch_size: 23\n      batch_size: 1\ntrain:\n  iters: 3\n")
+    config = load_config(path)  # the stages need not sum to train.iters
+    assert config.data.progressive == [PatchStage(2, 16, 4), PatchStage(5, 23, 1)]
+    assert load_config(None).data.progressive == []
+    saved = tmp_path / "saved.yaml"
+    save_config(config, saved)
+    assert load_config(saved) == config
+
+
+def test_restormer_recipe_uses_the_published_stages() -> None:
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "restormer_recipe.yaml")
+    stages = config.data.progressive
+    assert [s.patch_size for s in stages] == [128, 160, 192, 256, 320, 384]
+    assert [s.batch_size for s in stages] == [8, 5, 4, 2, 1, 1]
+    assert [s.iters for s in stages] == [92000, 64000, 48000, 36000, 36000, 24000]
+    assert sum(s.iters for s in stages) == config.train.iters == 300000
 
 
 def test_unknown_key_in_yaml_is_an_error(tmp_path: Path) -> None:

@@ -17,9 +17,10 @@ from safetensors import safe_open
 from exda.data.io import save_image
 from exda.engine import train_cli
 from exda.engine.checkpoint import load_for_inference, load_training_state
-from exda.engine.config import Config, DataConfig, config_from_dict, load_config
+from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
+from exda.engine.distributed import DistContext
 from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
-from exda.engine.trainer import ResumableSampler, train, validation_warning, warmup_cosine
+from exda.engine.trainer import ResumableSampler, Trainer, stage_at, train, validation_warning, warmup_cosine
 from exda.errors import UserError
 
 TINY: dict[str, Any] = {
@@ -112,6 +113,8 @@ def test_resume_with_another_architecture_is_a_user_error(short_run: Path) -> No
         ({"data": {"degradations": ["rain"]}, "train": {"seed": 4}},
          r"data.degradations \(checkpoint \['noise25', 'rain'\], now \['rain'\]\); train.seed \(checkpoint 3, now 4\)"),
         ({"data": {"length": 8, "patch_size": 21}}, r"data.length \(checkpoint 6, now 8\); data.patch_size"),
+        ({"data": {"progressive": [{"iters": 1, "patch_size": 16, "batch_size": 2}]}},
+         r"data.progressive \(checkpoint \[\], now \[\{'iters': 1, 'patch_size': 16, 'batch_size': 2\}\]\)"),
     ],
 )
 def test_resume_with_other_data_or_seed_is_a_user_error(
@@ -191,6 +194,65 @@ def test_cli_trains_and_resumes(tmp_path: Path) -> None:
         train_cli.run(parser.parse_args(["--config", "no_such_preset"]))
     with pytest.raises(UserError, match="--resume needs --out"):
         train_cli.run(parser.parse_args(["--config", str(preset), "--resume"]))
+
+
+# Three stages of two steps on six items; the last stage runs on past their sum (6) to train.iters.
+STAGES = [{"iters": 2, "patch_size": 16, "batch_size": 2}, {"iters": 2, "patch_size": 23, "batch_size": 3},
+          {"iters": 2, "patch_size": 31, "batch_size": 1}]
+PROGRESSIVE_TRAIN = {"iters": 7, "precision": "fp32", "val_every": 0, "ckpt_every": 0}
+
+
+class RecordingTrainer(Trainer):
+    """A Trainer that notes the shape of the input batch it trains each step on."""
+
+    def _train_step(self, batch: dict[str, Any]) -> float:
+        self.shapes.append(tuple(batch["lq"].shape))
+        return super()._train_step(batch)
+
+
+def test_stage_is_a_function_of_the_step() -> None:
+    stages = [PatchStage(**stage) for stage in STAGES]
+    assert [stage_at(stages, step) for step in range(9)] == [0, 0, 1, 1, 2, 2, 2, 2, 2]
+    assert stage_at(stages[:1], 10**6) == 0
+
+
+def test_progressive_stages_change_patch_and_batch(tmp_path: Path) -> None:
+    config = tiny_config(data={"progressive": STAGES}, train=PROGRESSIVE_TRAIN)
+    trainer = RecordingTrainer(config, tmp_path / "run", torch.device("cpu"), DistContext())
+    trainer.shapes = []
+    trainer.fit()
+    assert trainer.shapes == [(2, 3, 16, 16)] * 2 + [(3, 3, 23, 23)] * 2 + [(1, 3, 31, 31)] * 3
+    # Each stage starts a new epoch: 2 of 3 batches in epoch 0, 2 of 2 in epoch 1, 3 of 6 in epoch 2.
+    assert (trainer.stage, trainer.epoch, trainer.position) == (2, 2, 3)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "1 process(es) x batch 2, patch 16 on cpu" in log
+    switches = re.findall(r"step \d+: patch \d+, batch \d+", log)
+    assert switches == ["step 2: patch 23, batch 3", "step 4: patch 31, batch 1"]
+
+
+@pytest.mark.parametrize("stop", [3, 4])  # inside the second stage, and on the boundary to the third
+def test_resume_across_stages_equals_uninterrupted_run(tmp_path: Path, stop: int) -> None:
+    data = {"progressive": STAGES}
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    train(tiny_config(data=data, train=PROGRESSIVE_TRAIN), full)
+    train(tiny_config(data=data, train={**PROGRESSIVE_TRAIN, "iters": stop}), parts)
+    train(tiny_config(data=data, train=PROGRESSIVE_TRAIN), parts, resume=True)
+    a = load_training_state(full / "checkpoints" / "last.safetensors")
+    b = load_training_state(parts / "checkpoints" / "last.safetensors")
+    assert a["step"] == b["step"] == 7
+    assert (a["train_state"]["epoch"], a["train_state"]["position"]) == (b["train_state"]["epoch"], 3)
+    for group in ("model", "ema"):
+        for name, tensor in a[group].items():
+            torch.testing.assert_close(b[group][name], tensor, rtol=0, atol=1e-6, msg=f"{group}.{name}")
+    assert re.findall(r"step \d+: patch \d+", (parts / "train.log").read_text()) == [
+        "step 2: patch 23", "step 4: patch 31"
+    ]
+
+
+def test_stage_batch_larger_than_the_data_is_a_user_error(tmp_path: Path) -> None:
+    stages = [STAGES[0], {"iters": 1, "patch_size": 16, "batch_size": 7}]
+    with pytest.raises(UserError, match="not one full batch of 7 .*; lower the data.progressive batch sizes"):
+        train(tiny_config(data={"progressive": stages}), tmp_path / "run")
 
 
 def test_fp16_on_cpu_is_a_user_error(tmp_path: Path) -> None:

@@ -29,6 +29,15 @@ class ModelConfig:
 
 
 @dataclass
+class PatchStage:
+    """One stage of progressive patch training (Restormer): ``iters`` steps at this patch and batch size."""
+
+    iters: int
+    patch_size: int
+    batch_size: int  # per process, as data.batch_size
+
+
+@dataclass
 class DataConfig:
     """Training and validation data, built by ``exda.data.build_dataset``."""
 
@@ -48,6 +57,9 @@ class DataConfig:
     val_degradations: list[str] | None = None  # None = same as degradations
     val_patch_size: int | None = None  # crop validation images (fixed per item); None = whole images
     val_max_items: int = 50  # evenly spaced over the tasks; 0 = no validation
+    # Progressive patch training: stages run in order and replace patch_size/batch_size; the last one
+    # runs on to train.iters, so the stages' iters need not sum to it. Empty = one stage, as above.
+    progressive: list[PatchStage] = field(default_factory=list)
 
 
 @dataclass
@@ -113,7 +125,7 @@ def _type_name(tp: Any) -> str:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if isinstance(tp, type) and not typing.get_args(tp):
         return tp.__name__
-    return str(tp).replace("typing.", "")
+    return str(tp).replace("typing.", "").replace(f"{__name__}.", "")
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -160,13 +172,15 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     elif origin is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return {k: _check(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    elif dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
     else:
         raise TypeError(f"config type {tp} of {key} is not supported")
     raise UserError(f"config key {key} must be {_type_name(tp)}, got {value!r}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown or missing keys and wrong types."""
     where = prefix or "the config"
     if not isinstance(raw, dict):
         raise UserError(f"{where} must be a mapping of keys to values, got {raw!r}")
@@ -176,12 +190,20 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
         raise UserError(f"unknown config key {key!r}; valid keys in {where}: {', '.join(names)}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise UserError(f"{where} is missing {', '.join(missing)}; it needs {', '.join(required)}")
     values = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        values[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _check(value, tp, key)
+        values[name] = _check(value, hints[name], key)
     return cls(**values)
+
+
+def _impossible(key: str, value: Any, needs: str) -> UserError:
+    return UserError(f"config key {key} has an impossible value {value!r}; it must be {needs}")
 
 
 def _check_ranges(config: Config) -> None:
@@ -211,8 +233,11 @@ def _check_ranges(config: Config) -> None:
     for key, (ok, needs) in rules.items():
         if not ok:
             section, name = key.split(".")
-            value = getattr(getattr(config, section), name)
-            raise UserError(f"config key {key} has an impossible value {value!r}; it must be {needs}")
+            raise _impossible(key, getattr(getattr(config, section), name), needs)
+    for i, stage in enumerate(data.progressive):
+        for name, value in dataclasses.asdict(stage).items():
+            if value < 1:
+                raise _impossible(f"data.progressive[{i}].{name}", value, ">= 1")
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

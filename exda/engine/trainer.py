@@ -6,6 +6,10 @@ A run resumed from ``last`` continues exactly as if never interrupted: weights, 
 scheduler, grad scaler, torch RNG and the data epoch/position are restored, and every training item
 is a pure function of (seed, epoch, index); so resuming refuses a change to what fixes the batches
 (``RESUME_FIXED_KEYS`` and the number of processes).
+
+Progressive patch training (``data.progressive``, Restormer's recipe): the stage, so the patch and batch
+size, is a pure function of the step. At a stage boundary the training data is rebuilt and a new epoch
+starts (the rest of the current one is skipped); epochs keep counting, so each stage gets a fresh order.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from bisect import bisect_right
 from collections.abc import Iterator
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,7 +36,7 @@ from tqdm import tqdm
 from exda.data import build_dataset, collate_restoration
 from exda.engine.amp import autocast
 from exda.engine.checkpoint import load_state_into, load_training_state, save_checkpoint
-from exda.engine.config import Config, DataConfig, save_config
+from exda.engine.config import Config, DataConfig, PatchStage, save_config
 from exda.engine.distributed import (
     DistContext,
     context_from_env,
@@ -49,7 +55,7 @@ BENCHMARK_LAYOUTS = ("deg3", "deg5", "cdd11", "medical")  # their "val" split is
 # What fixes the sequence of training batches: resuming with another value would not continue the run.
 RESUME_FIXED_KEYS = (
     "data.batch_size", "data.length", "data.layout", "data.root", "data.degradations", "data.patch_size",
-    "train.seed",
+    "data.progressive", "train.seed",
 )
 
 
@@ -59,6 +65,11 @@ def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> fl
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def stage_at(stages: list[PatchStage], step: int) -> int:
+    """Index of the stage that trains step ``step`` (0-based); the last stage runs on to the end."""
+    return bisect_right(list(accumulate(stage.iters for stage in stages[:-1])), step)
 
 
 def validation_warning(data: DataConfig) -> str | None:
@@ -148,7 +159,9 @@ class Trainer:
         self.scheduler = LambdaLR(self.optimizer, schedule)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
         self.loss_fn = build_loss(config.loss)
-        self.train_set, self.sampler, self.loader = self._build_train_data()
+        data = config.data
+        self.stages = data.progressive or [PatchStage(train.iters, data.patch_size, data.batch_size)]
+        self._use_stage(0)
         self.val_set = self._build_val_data()
         self.step, self.epoch, self.position = 0, 0, 0
         self.best_psnr = -math.inf
@@ -156,11 +169,16 @@ class Trainer:
         self.log_file: TextIO | None = None
 
     # ----- data ---------------------------------------------------------------------------------
-    def _build_train_data(self) -> tuple[Dataset, ResumableSampler, DataLoader]:
+    def _use_stage(self, index: int) -> None:
+        """Build the training dataset, sampler and loader with stage ``index``'s patch and batch size."""
+        self.stage = index
+        self.train_set, self.sampler, self.loader = self._build_train_data(self.stages[index])
+
+    def _build_train_data(self, stage: PatchStage) -> tuple[Dataset, ResumableSampler, DataLoader]:
         data = self.config.data
         dataset = build_dataset(
             data.layout, data.root, "train", degradations=tuple(data.degradations),
-            patch_size=data.patch_size, augment=data.augment, in_channels=data.in_channels,
+            patch_size=stage.patch_size, augment=data.augment, in_channels=data.in_channels,
             seed=self.config.train.seed, length=data.length, strength=data.strength,
             task_repeats=data.task_repeats,
         )
@@ -169,13 +187,15 @@ class Trainer:
             seed=self.config.train.seed, drop_last=True,
         )
         loader = DataLoader(
-            dataset, batch_size=data.batch_size, sampler=sampler, num_workers=data.num_workers,
+            dataset, batch_size=stage.batch_size, sampler=sampler, num_workers=data.num_workers,
             collate_fn=collate_restoration, drop_last=True, pin_memory=self.device.type == "cuda",
         )
-        if len(loader) == 0:
+        largest = max(s.batch_size for s in self.stages)  # checked up front, not when a late stage starts
+        if len(sampler) < largest:
+            key = "the data.progressive batch sizes" if data.progressive else "data.batch_size"
             raise UserError(
-                f"the training set has {len(dataset)} items: not one full batch of {data.batch_size} "
-                f"per process on {self.ctx.world_size} process(es); lower data.batch_size"
+                f"the training set has {len(dataset)} items: not one full batch of {largest} "
+                f"per process on {self.ctx.world_size} process(es); lower {key}"
             )
         return dataset, sampler, loader
 
@@ -194,12 +214,11 @@ class Trainer:
         return build(length=data.val_max_items) if len(dataset) > data.val_max_items else dataset
 
     def _batches(self) -> Iterator[dict[str, Any]]:
-        """Endless batches, epoch after epoch, starting at the saved epoch and position."""
-        batch_size = self.config.data.batch_size
+        """Endless batches of the current stage, epoch after epoch, from the saved epoch and position."""
         while True:
             self.sampler.set_epoch(self.epoch)
             self.train_set.set_epoch(self.epoch)
-            self.sampler.skip = self.position * batch_size
+            self.sampler.skip = self.position * self.loader.batch_size
             for batch in self.loader:
                 self.position += 1
                 yield batch
@@ -253,6 +272,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.epoch, self.position = saved["step"], state["epoch"], state["position"]
         self.best_psnr = state["best_psnr"]
+        # The saved epoch/position belong to the stage of the last step trained; fit() switches on from it.
+        if (stage := stage_at(self.stages, self.step - 1)) != self.stage:
+            self._use_stage(stage)
 
     def _save(self, tag: str, metrics: dict[str, Any], with_state: bool) -> None:
         save_checkpoint(
@@ -337,7 +359,8 @@ class Trainer:
             self._log(
                 f"{'resuming at' if self.step else 'starting'} step {self.step}/{train.iters}: "
                 f"{self.config.model.name}, {sum(p.numel() for p in self.model.parameters()):,} params, "
-                f"{self.ctx.world_size} process(es) x batch {self.config.data.batch_size} on {self.device}; "
+                f"{self.ctx.world_size} process(es) x batch {self.loader.batch_size}, "
+                f"patch {self.stages[self.stage].patch_size} on {self.device}; "
                 f"{len(self.train_set)} training items, {len(self.loader)} iterations per epoch"
             )
             warning = validation_warning(self.config.data) if self.val_set is not None else None
@@ -348,6 +371,13 @@ class Trainer:
             batches = self._batches()
             losses: list[float] = []
             while self.step < train.iters:
+                if (stage := stage_at(self.stages, self.step)) != self.stage:
+                    batches.close()  # lets the old loader's workers go
+                    self._use_stage(stage)
+                    self.epoch, self.position = self.epoch + 1, 0
+                    batches = self._batches()
+                    self._log(f"step {self.step}: patch {self.stages[stage].patch_size}, "
+                              f"batch {self.stages[stage].batch_size}")
                 losses.append(self._train_step(next(batches)))
                 self.step += 1
                 bar.update(1)
