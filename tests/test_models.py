@@ -165,3 +165,21 @@ def test_fast_token_path_equals_concatenation_reference(kind):
     grads = [torch.autograd.grad(y.square().sum(), [x, *m.parameters()]) for y, m in zip(outputs, modules, strict=True)]
     for g_fast, g_ref in zip(*grads, strict=True):
         torch.testing.assert_close(g_fast, g_ref, rtol=1e-9, atol=1e-10)
+
+
+def test_attend_equals_literal_normalised_attention():
+    """The cheap formulation (normalise the small C/h x C/h map) equals Restormer's F.normalize on q and k."""
+    import torch.nn.functional as F
+
+    from exda.layers.attention import attend
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 37 * 31, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    temperature = torch.rand(3, 1, 1, dtype=torch.float64) + 0.5
+    literal = ((F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)) * temperature).softmax(-1) @ v
+    fast = attend(q, k, v, temperature)
+    torch.testing.assert_close(fast, literal, rtol=1e-12, atol=1e-13)
+    g_fast = torch.autograd.grad(fast.square().sum(), (q, k, v))
+    g_literal = torch.autograd.grad(literal.square().sum(), (q, k, v))
+    for a, b in zip(g_fast, g_literal, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

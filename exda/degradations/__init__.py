@@ -6,7 +6,7 @@
 Family modules register their degradations on import; the list below is explicit, not a folder scan.
 """
 
-from exda.degradations import blur, ct, jpeg, low_light, mri, noise, pet, scattering, weather  # noqa: F401
+from exda.degradations import blur, ct, identity, jpeg, low_light, mri, noise, pet, scattering, weather  # noqa: F401
 from exda.degradations.base import Degradation, DegradationSampler, Params, Stage
 from exda.degradations.mixtures import Compose, RandomMix
 from exda.degradations.registry import get_degradation, list_degradations

@@ -40,7 +40,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _tensors(prefix: str, model: nn.Module) -> dict[str, torch.Tensor]:
     # clone() breaks storage sharing (tied weights), which safetensors refuses to save.
-    return {f"{prefix}.{k}": v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous().clone() for k, v in _unwrap(model).state_dict().items()}
 
 
 def save_checkpoint(

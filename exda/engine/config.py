@@ -92,6 +92,7 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 50
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = True  # NHWC memory layout: faster depthwise convs and LayerNorm (benchmarks/README.md)
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

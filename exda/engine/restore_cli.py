@@ -1,8 +1,11 @@
-"""``exda restore``: restore one image or a folder of images with a trained checkpoint.
+"""``exda restore``: restore one image or a folder of images, with the shipped default model or a checkpoint.
 
-Any size (tiled with ``--tile``), 8/16-bit PNG, JPEG, TIFF, grayscale or RGB; alpha is set aside and
-re-attached. Outputs keep the source precision (16-bit in, 16-bit out) and TIFF stays TIFF; everything
-else is written as PNG (``.npy`` stays ``.npy``). Inputs are never overwritten.
+Without ``--checkpoint`` the default photo model restores photos and the default medical model DICOM and
+NIfTI files (``--model`` chooses). Any size: when a whole-image pass would exceed ``--max-memory``, the
+image is tiled automatically (one line says so); ``--tile`` sets tiles by hand. 8/16-bit PNG, JPEG,
+TIFF, grayscale or RGB; alpha is set aside and re-attached. Outputs keep the source precision (16-bit
+in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy`` stays ``.npy``).
+Inputs are never overwritten. The model runs on the fast inference path (exda/engine/fast.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from tqdm import tqdm
 
 from exda.data.io import image_stem, image_suffix, list_images, load_image, save_image, to_numpy, to_tensor
 from exda.data.transforms import match_channels
+from exda.engine.backends import BACKENDS, build_backend
 from exda.engine.checkpoint import load_for_inference
+from exda.engine.fast import optimize_for_inference
+from exda.engine.memory import default_budget, estimate_peak_bytes, first_width, parse_size, tile_for_budget
+from exda.engine.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
 from exda.engine.tiling import restore
 from exda.errors import UserError
 
@@ -35,7 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="output file (or folder for a folder input); default <stem>_restored.png "
                              "next to the file, or <folder>_restored/")
-    parser.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help=CHECKPOINT_HELP + "; default: the shipped default model (see --model)")
+    parser.add_argument("--model", choices=("auto", *DEFAULT_MODELS), default="auto",
+                        help="which shipped default model without --checkpoint: auto = medical for DICOM/NIfTI "
+                             "inputs, photo otherwise")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="inference engine (onnxruntime/openvino need `pip install exda[backends]`)")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="tile automatically when a whole-image pass would need more than SIZE "
+                             "(e.g. 2G; default: a quarter of the available memory, at most 2 GiB)")
     add_inference_arguments(parser)
 
 
@@ -45,7 +61,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         help="restore in N x N tiles to bound memory on large images (default: whole image)")
     parser.add_argument("--tile-overlap", type=int, default=32, metavar="M",
                         help="overlap between tiles in px (default 32; at most half the tile)")
-    parser.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto = bf16 where the hardware runs it natively (AMX / AVX-512 BF16 CPUs, "
+                             "CUDA), fp32 elsewhere")
+    parser.add_argument("--bf16", action="store_true", help="same as --precision bf16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available, else cpu")
 
@@ -130,26 +149,75 @@ def _fit_channels(pixels: np.ndarray, in_channels: int, src: Path) -> tuple[np.n
     return match_channels(pixels, in_channels), channels == 1 and in_channels == 3
 
 
+def memory_budget(text: str | None) -> int:
+    """--max-memory in bytes (its default when None); one clear line for a malformed size."""
+    if text is None:
+        return default_budget()
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise UserError(f"--max-memory must be a size like 2G, 512M or 3.5GiB, got {text!r}") from None
+
+
 def restore_file(
-    model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, bf16: bool
+    model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, budget: int,
+    in_channels: int = 3, width: int = 64,
 ) -> None:
-    """Load, restore (tiled if asked) and save one image, keeping its bit depth and alpha."""
+    """Load, restore (tiled when asked or when the whole image would exceed ``budget``) and save one
+    image, keeping its bit depth and alpha. ``model`` maps fp32 tensors to fp32 tensors; ``width`` is the
+    network's full-resolution feature width, for the memory estimate."""
     image = load_image(src)
-    pixels, to_gray = _fit_channels(image.pixels, getattr(model, "in_channels", 3), src)
+    pixels, to_gray = _fit_channels(image.pixels, in_channels, src)
     x = to_tensor(pixels).unsqueeze(0)
-    restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, bf16=bf16, progress=True)[0].clamp(0, 1))
+    h, w = x.shape[-2:]
+    if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
+        need = estimate_peak_bytes(width, h, w) / 2**30
+        print(f"exda restore: {src.name} ({w}x{h}) would need about {need:.1f} GiB in one pass, more than "
+              f"--max-memory {budget / 2**30:.1f} GiB; restoring in {tile} px tiles", file=sys.stderr)
+    restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, progress=True)[0].clamp(0, 1))
     if to_gray:
         restored = match_channels(restored, 1)
     save_image(dst, restored, bit_depth=image.bit_depth, alpha=image.alpha)
 
 
+class BackendModel(nn.Module):
+    """An ONNX Runtime / OpenVINO restorer behind the nn.Module call the tiler uses (no parameters)."""
+
+    def __init__(self, restorer) -> None:
+        super().__init__()
+        self.restorer = restorer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.restorer(x)
+
+
+def inference_model(net: nn.Module, backend: str, precision: str) -> nn.Module:
+    """``net`` on the fast PyTorch path, or exported to ``backend``; fp32 tensors in and out."""
+    fast = optimize_for_inference(net, precision=precision)
+    if backend == "torch":
+        return fast
+    return BackendModel(build_backend(backend, net, bf16=fast.bf16 and backend == "openvino"))
+
+
 def run(args: argparse.Namespace) -> int:
     check_tiling(args.tile, args.tile_overlap)
     pairs = plan_outputs(args.input, args.output)
+    budget = memory_budget(args.max_memory)
     device = inference_device(args.device)
-    model, _ = load_for_inference(args.checkpoint, device=device)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        kind = args.model if args.model != "auto" else default_kind(image_suffix(pairs[0][0]))
+        checkpoint = default_checkpoint(kind)
+    net, info = load_for_inference(checkpoint, device=device)
+    if args.checkpoint is None:
+        params = sum(p.numel() for p in net.parameters())
+        print(f"exda restore: default {kind} model ({info['model_name']}, {params / 1e6:.2f}M parameters, "
+              f"step {info['step']}; docs/model_card.md)", file=sys.stderr)
+    precision = "bf16" if args.bf16 else args.precision
+    model = inference_model(net, args.backend, precision)
     for src, dst in tqdm(pairs, desc="images", unit="img", disable=len(pairs) == 1):
-        restore_file(model, src, dst, tile=args.tile, overlap=args.tile_overlap, bf16=args.bf16)
+        restore_file(model, src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
+                     in_channels=net.in_channels, width=first_width(net))
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     print(f"restored {len(pairs)} image{'s' if len(pairs) != 1 else ''} -> {where}")
     print(peak_memory_line(device))

@@ -134,6 +134,8 @@ class Trainer:
         torch.manual_seed(train.seed)  # same initial weights on every rank
         kwargs = {"in_channels": config.data.in_channels, **config.model.kwargs}
         self.model = create_model(config.model.name, **kwargs).to(device)
+        self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         if self.model.in_channels != config.data.in_channels:
             raise UserError(
                 f"model has {self.model.in_channels} input channels but data.in_channels is "
@@ -314,8 +316,8 @@ class Trainer:
 
     # ----- the loop -----------------------------------------------------------------------------
     def _train_step(self, batch: dict[str, Any]) -> float:
-        lq = batch["lq"].to(self.device, non_blocking=True)
-        gt = batch["gt"].to(self.device, non_blocking=True)
+        lq = batch["lq"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        gt = batch["gt"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.config.train.precision):
             pred = self.ddp_model(lq)
         loss = self.loss_fn(pred, gt)

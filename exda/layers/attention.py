@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from exda.layers.global_token import GlobalSpatialToken, GlobalTokenKind
@@ -64,11 +63,29 @@ class TransposedAttention(nn.Module):
         return self.project_out(out.reshape(b, c, h, w))
 
 
+EPS = 1e-12  # F.normalize's
+
+
+def wide(dtype: torch.dtype) -> torch.dtype:
+    """The dtype small attention maps are kept in: at least float32 (bf16/fp16 inputs), float64 stays."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def inverse_norm(t: torch.Tensor) -> torch.Tensor:
+    """1 / max(||t||, eps) along the pixel axis, accumulated in float32 or wider (B x heads x rows x 1)."""
+    return torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=wide(t.dtype)).clamp_min(EPS).reciprocal()
+
+
+def cosine_logits(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """norm(q) norm(k)^T, computed as (q k^T) / (|q| |k|^T): the division touches the small C/h x C/h
+    map instead of the two C/h x HW tensors (equal to F.normalize on both sides; float32 or wider)."""
+    return (q @ k.transpose(-2, -1)).to(wide(q.dtype)) * (inverse_norm(q) * inverse_norm(k).transpose(-2, -1))
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
     """softmax(norm(q) norm(k)^T * t) v over per-head tensors B x heads x C/h x N."""
-    q = F.normalize(q, dim=-1)
-    k = F.normalize(k, dim=-1)
-    return ((q @ k.transpose(-2, -1)) * temperature).softmax(dim=-1) @ v
+    weights = (cosine_logits(q, k) * temperature).softmax(dim=-1)
+    return weights.to(v.dtype) @ v
 
 
 def attend_with_row_token(
@@ -77,10 +94,8 @@ def attend_with_row_token(
     """Equals concatenating a token row (B x heads x 1 x HW) onto q, k, v, attending, and dropping the
     token's output row, without copying q, k, v: the token's query row only feeds the dropped row,
     so the token enters as one extra key/value whose logits and output term are computed apart."""
-    qn = F.normalize(q, dim=-1)
-    keys, token_key = F.normalize(k, dim=-1), F.normalize(tok, dim=-1)
-    logits = torch.cat([qn @ keys.transpose(-2, -1), qn @ token_key.transpose(-2, -1)], dim=-1)
-    weights = (logits * temperature).softmax(dim=-1)
+    logits = torch.cat([cosine_logits(q, k), cosine_logits(q, tok)], dim=-1)
+    weights = (logits * temperature).softmax(dim=-1).to(v.dtype)
     return weights[..., :-1] @ v + weights[..., -1:] * tok
 
 
@@ -90,9 +105,9 @@ def attend_with_column_tokens(
     """Equals concatenating token columns (B x heads x C/h x G*G) onto q, k, v along the pixel axis,
     attending, and dropping the token columns, without the copies: the extended inner products are
     q k^T + tok tok^T over the extended norms, and the dropped columns never reach the output."""
-    eps = 1e-12  # F.normalize's
-    tok_sq = tok.square().sum(-1, keepdim=True)
-    q_norm = (q.square().sum(-1, keepdim=True) + tok_sq).sqrt().clamp_min(eps)
-    k_norm = (k.square().sum(-1, keepdim=True) + tok_sq).sqrt().clamp_min(eps)
-    logits = (q @ k.transpose(-2, -1) + tok @ tok.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1))
-    return (logits * temperature).softmax(dim=-1) @ v
+    acc = wide(q.dtype)
+    tok_sq = torch.linalg.vector_norm(tok, dim=-1, keepdim=True, dtype=acc).square()
+    q_norm = (torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=acc).square() + tok_sq).sqrt().clamp_min(EPS)
+    k_norm = (torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=acc).square() + tok_sq).sqrt().clamp_min(EPS)
+    logits = (q @ k.transpose(-2, -1) + tok @ tok.transpose(-2, -1)).to(acc) / (q_norm * k_norm.transpose(-2, -1))
+    return (logits * temperature).softmax(dim=-1).to(v.dtype) @ v

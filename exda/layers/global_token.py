@@ -11,7 +11,9 @@ say along which axis the token is concatenated; both readings are implemented (d
   C/h x HW matrices), so channel affinities also see a global, pooled summary of the input.
 
 Pooling uses a fixed G x G grid (adaptive average pooling), so the token has the same meaning on a
-128 px training crop and on a full-size test image.
+128 px training crop and on a full-size test image. The pooling and the nearest up-pooling are written
+with slices and gathers (``grid_pool``, ``nearest_resize``) rather than ``F.adaptive_avg_pool2d`` and
+``F.interpolate``, whose exported graphs (ONNX) fix the bins to the example input's size.
 """
 
 from __future__ import annotations
@@ -19,11 +21,34 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 GlobalTokenKind = Literal["off", "row", "columns"]
 GLOBAL_TOKENS: tuple[str, ...] = get_args(GlobalTokenKind)
+
+
+def grid_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, grid)`` with the same bins (cell i covers rows floor(iH/G) to
+    ceil((i+1)H/G)): a mean over each row band, then over each column band of the result."""
+    rows = torch.cat([_band_mean(x, -2, i, grid) for i in range(grid)], dim=-2)
+    return torch.cat([_band_mean(rows, -1, j, grid) for j in range(grid)], dim=-1)
+
+
+def _band_mean(x: torch.Tensor, dim: int, i: int, grid: int) -> torch.Tensor:
+    n = x.shape[dim]
+    start, end = (i * n) // grid, ((i + 1) * n + grid - 1) // grid
+    return x.narrow(dim, start, end - start).mean(dim, keepdim=True)
+
+
+def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="nearest")`` bit for bit: source index floor(i * in/out), the
+    ratio rounded to float32 as PyTorch does, picked with one gather per axis."""
+    for dim, out in zip((-2, -1), size, strict=True):
+        n = x.shape[dim]
+        ratio = torch.full((), n, dtype=torch.float32, device=x.device) / out
+        index = (torch.arange(out, dtype=torch.float32, device=x.device) * ratio).long()  # floor: all >= 0
+        x = x.index_select(dim, index.clamp(max=n - 1))
+    return x
 
 
 class GlobalSpatialToken(nn.Module):
@@ -41,7 +66,7 @@ class GlobalSpatialToken(nn.Module):
 
     def cell_weights(self, x_in: torch.Tensor) -> torch.Tensor:
         """Pool X_in (B x C x H x W) onto a G x G grid and softmax over cells: B x C x G*G, rows sum to 1."""
-        pooled = F.adaptive_avg_pool2d(x_in, self.grid).flatten(2)
+        pooled = grid_pool(x_in, self.grid).flatten(2)
         return pooled.float().softmax(dim=-1).to(x_in.dtype)
 
     def tokens(self, x_in: torch.Tensor) -> torch.Tensor:
@@ -53,8 +78,8 @@ class GlobalSpatialToken(nn.Module):
             # Averaging the head's channels before nearest up-pooling equals averaging after it, and
             # touches G*G values per channel instead of H*W.
             per_head = weights.view(b, self.heads, c // self.heads, g, g).mean(dim=2)
-            return F.interpolate(per_head, size=(h, w), mode="nearest").view(b, self.heads, 1, h * w)
-        pooled = F.adaptive_avg_pool2d(x_in, g).flatten(2)
+            return nearest_resize(per_head, (h, w)).view(b, self.heads, 1, h * w)
+        pooled = grid_pool(x_in, g).flatten(2)
         return (pooled * weights).view(b, self.heads, c // self.heads, g * g)
 
     def append(

@@ -141,13 +141,19 @@ class RestormerUNet(nn.Module):
 
     @staticmethod
     def _pad(x: torch.Tensor) -> torch.Tensor:
+        """Pad bottom and right to a multiple of 2 ** (LEVELS - 1): reflect, or replicate when a side is
+        too short to reflect. Written as one gather per axis, with no branch on the size, so that an
+        exported graph (ONNX) pads every input size as PyTorch does; the same values as ``F.pad``."""
         multiple = 2 ** (LEVELS - 1)
-        h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % multiple, (-w) % multiple
-        if pad_h == 0 and pad_w == 0:
-            return x
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        index = []
+        for n in x.shape[-2:]:
+            pos = torch.arange(n + (-n) % multiple, device=x.device)
+            index.append((torch.where(pos < n, pos, 2 * (n - 1) - pos), pos.clamp(max=n - 1)))
+        (reflect_h, replicate_h), (reflect_w, replicate_w) = index
+        can_reflect = (reflect_h.min() >= 0) & (reflect_w.min() >= 0)
+        rows = torch.where(can_reflect, reflect_h, replicate_h)
+        cols = torch.where(can_reflect, reflect_w, replicate_w)
+        return x.index_select(-2, rows).index_select(-1, cols)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         feats = self.patch_embed(x)

@@ -1,0 +1,109 @@
+"""ONNX export and the onnxruntime / OpenVINO backends against eager fp32 PyTorch, on real photo crops.
+
+Also the export-friendly formulations the exported graph relies on (grid pooling, nearest up-pooling,
+padding), checked against the PyTorch ops they replace.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import exda
+from exda.data.io import to_tensor
+from exda.data.samples import load_sample
+from exda.engine.backends import BACKENDS, available_backends, build_backend
+from exda.errors import UserError
+from exda.layers.global_token import grid_pool, nearest_resize
+from exda.metrics import psnr
+from exda.models.restormer import RestormerUNet
+
+MODELS = ["restormer_test", "exda_restormer_test", "promptir_test"]
+MIN_PSNR = 45.0  # dB between a backend's output and eager fp32 PyTorch
+
+
+def _photo_crops(h: int, w: int, batch: int) -> torch.Tensor:
+    """``batch`` different h x w crops of the astronaut photo, B x 3 x h x w in [0, 1]."""
+    photo = to_tensor(load_sample("astronaut"))
+    return torch.stack([photo[:, 60 + 90 * i : 60 + 90 * i + h, 180 + 40 * i : 180 + 40 * i + w] for i in range(batch)])
+
+
+def _model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return exda.create_model(name).eval()
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize(("kind", "bf16"), [("onnxruntime", False), ("openvino", False), ("openvino", True)],
+                         ids=["onnxruntime", "openvino-f32", "openvino-bf16"])
+def test_backend_matches_eager_fp32(name, kind, bf16):
+    pytest.importorskip("onnx")
+    pytest.importorskip(kind)
+    model = _model(name)
+    restore = build_backend(kind, model, bf16=bf16)
+    for x in (_photo_crops(96, 136, batch=2), _photo_crops(37, 53, batch=1)):  # one graph, any B x H x W
+        with torch.inference_mode():
+            expected = model(x)
+        out = restore(x)
+        assert out.dtype == torch.float32 and out.shape == x.shape
+        assert psnr(out, expected).min() >= MIN_PSNR
+
+
+def test_torch_backend_is_eager_inference():
+    model = _model("exda_restormer_test").train()
+    x = _photo_crops(37, 53, batch=1)
+    out = build_backend("torch", model)(x)
+    assert not model.training and not out.requires_grad
+    with torch.no_grad():
+        assert torch.equal(out, model(x))
+    assert psnr(build_backend("torch", model, bf16=True)(x), out).min() >= MIN_PSNR
+
+
+def test_export_writes_a_checked_file_and_keeps_workdir(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from exda.engine.export import export_onnx
+
+    model = _model("exda_restormer_test").train()
+    path = export_onnx(model, tmp_path / "out" / "model.onnx")
+    assert model.training  # the caller's mode is restored
+    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]  # no temp file left behind
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [d.name for d in session.get_inputs()] == ["image"]
+    build_backend("onnxruntime", model, workdir=tmp_path / "work")
+    assert (tmp_path / "work" / "model.onnx").is_file()
+
+
+def test_backend_errors_are_one_line_user_errors(monkeypatch):
+    assert "torch" in available_backends() and set(available_backends()) <= set(BACKENDS)
+    model = _model("restormer_test")
+    with pytest.raises(UserError, match="unknown backend 'tensorrt'"):
+        build_backend("tensorrt", model)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
+    assert "openvino" not in available_backends()
+    with pytest.raises(UserError, match=r"backend openvino needs `pip install exda\[backends\]`"):
+        build_backend("openvino", model)
+    if "onnxruntime" in available_backends():
+        with pytest.raises(UserError, match="bf16"):
+            build_backend("onnxruntime", model, bf16=True)
+
+
+def test_grid_pool_and_nearest_resize_equal_the_pytorch_ops():
+    gen = torch.Generator().manual_seed(0)
+    for h, w in [(1, 1), (3, 7), (5, 6), (37, 31), (53, 12), (82, 94)]:
+        x = torch.randn(2, 3, h, w, generator=gen)
+        for grid in (1, 3, 4):
+            torch.testing.assert_close(grid_pool(x, grid), F.adaptive_avg_pool2d(x, grid), rtol=1e-6, atol=1e-6)
+            cells = torch.randn(2, 3, grid, grid, generator=gen)
+            assert torch.equal(nearest_resize(cells, (h, w)), F.interpolate(cells, size=(h, w), mode="nearest"))
+
+
+def test_padding_equals_f_pad():
+    for h, w in [(1, 1), (3, 12), (7, 9), (8, 16), (37, 53), (12, 5)]:
+        x = torch.randn(1, 2, h, w)
+        pad_h, pad_w = (-h) % 8, (-w) % 8
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        assert torch.equal(RestormerUNet._pad(x), F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
