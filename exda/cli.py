@@ -17,7 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "degrade": ("exda.degradations.cli", "synthesise a reproducible degraded benchmark from clean images"),
     "train": ("exda.engine.train_cli", "train a model from a YAML preset"),
     "eval": ("exda.engine.eval_cli", "evaluate a checkpoint on a dataset (PSNR/SSIM tables)"),
-    "restore": ("exda.engine.restore_cli", "restore an image or a folder with a checkpoint"),
+    "restore": ("exda.engine.restore_cli", "restore an image or a folder (default model or a checkpoint)"),
+    "demo": ("exda.engine.demo", "default model vs degraded input vs classical methods on held-out photos"),
 }
 
 
