@@ -1,10 +1,10 @@
-# Set-up and entry points. `make test` and `make demo` create .venv on a fresh machine.
+# Set-up and entry points. `make demo` and `make test` create .venv on a fresh machine.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv lint clean
+.PHONY: test demo venv lint clean
 
 venv: $(STAMP)
 
@@ -14,11 +14,15 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e .[dev]
+	$(BIN)/python -m pip install -q -e .[dev,backends]
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# The main job on an embedded default: the shipped photo model on the held-out sample photos.
+demo: $(STAMP)
+	$(BIN)/exda demo --out exda-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check exda tests benchmarks

@@ -310,6 +310,11 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "jpeg": _DENOISERS,
     "random_mix": ("nl_means", "wavelet", "tv", "dark_channel", "gamma_clahe", "median3", "gray_world_clahe",
                    "identity"),
+    # Medical (1 channel): denoisers for the noise-like artefacts, plus sharpening for low resolution.
+    "mri": (*_DENOISERS, "unsharp"),
+    "mri_undersample": _DENOISERS,
+    "ct": _DENOISERS,
+    "pet": _DENOISERS,
 }
 
 

@@ -29,6 +29,7 @@ from exda.errors import UserError
 
 NAMES = list(list_degradations())
 MEDICAL = {"ct", "pet", "mri", "mri_sr", "mri_noise", "mri_undersample"}
+IDENTITY = {"clean"}  # the identity: every seed and strength give the input back, which is its contract
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -65,7 +66,10 @@ def test_same_seed_same_output_other_seed_differs(name: str) -> None:
     again, params_again = DegradationSampler(name, seed=0)(x)
     assert torch.equal(first, again) and params == params_again
     others = [DegradationSampler(name, seed=s)(x)[0] for s in (1, 2, 3)]
-    assert any(not torch.equal(first, other) for other in others)
+    if name in IDENTITY:
+        assert all(torch.equal(other, x) for other in [first, *others])
+    else:
+        assert any(not torch.equal(first, other) for other in others)
 
 
 @pytest.mark.parametrize("channels, dtype", [(3, torch.float32), (1, torch.float64)])
@@ -108,6 +112,10 @@ def psnr_band(name: str) -> tuple[float, float]:
 @pytest.mark.parametrize("name", NAMES)
 def test_psnr_plausible_and_falls_with_strength(name: str, photo: torch.Tensor, ct_slice: torch.Tensor) -> None:
     x = ct_slice if name in MEDICAL else photo
+    if name in IDENTITY:
+        for strength in (0.5, 1.0, 1.5):
+            assert torch.equal(DegradationSampler(name, seed=0, strength=strength)(x)[0], x)
+        return
     low, high = psnr_band(name)
     assert low < psnr(DegradationSampler(name, seed=0)(x)[0], x) < high
     mild = psnr(DegradationSampler(name, seed=0, strength=0.5)(x)[0], x)
@@ -172,6 +180,17 @@ def test_user_errors() -> None:
         DegradationSampler("haze")(torch.rand(1, 2, 16, 16))
     with pytest.raises(UserError, match="depth map"):
         get_degradation("haze").apply(odd_image(), beta=1.0, airlight=0.9, depth=torch.zeros(10, 10))
+
+
+def test_clean_is_the_identity_with_no_params() -> None:
+    x = odd_image(seed=4)
+    clean = get_degradation("clean")
+    y, params = DegradationSampler("clean", seed=9)(x)
+    assert params == {} and torch.equal(y, x) and y is not x and y.dtype == x.dtype
+    assert torch.equal(DegradationSampler("clean", seed=9)(x)[0], y) and torch.equal(clean.apply(x, **params), x)
+    assert clean.task == "clean" and "clean" in list_degradations()
+    gray = odd_image(1, torch.float64)
+    assert torch.equal(DegradationSampler("clean", seed=0)(gray)[0], gray)
 
 
 def test_noise_is_gaussian_on_8bit_levels() -> None:

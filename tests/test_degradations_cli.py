@@ -65,6 +65,7 @@ def test_list_prints_every_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert degrade_cli.run(parse("--list")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(list_degradations())
+    assert any(line.split()[0] == "clean" and "identity" in line for line in lines)
 
 
 def test_user_errors(clean_dir: Path, tmp_path: Path) -> None:

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pydicom.data import get_testdata_file
 from skimage import data
 from torch import nn
 
 import exda
 from exda.cli import main
-from exda.data.io import load_image, save_image, to_tensor
+from exda.data.io import image_suffix, load_image, save_image, to_tensor
+from exda.data.samples import load_sample
+from exda.engine import pretrained
 from exda.engine.checkpoint import load_for_inference, resolve_checkpoint, save_checkpoint
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model, save_comparison_grid
+from exda.engine.fast import optimize_for_inference
+from exda.engine.pretrained import DEFAULT_MODELS, WEIGHTS_DIR, default_checkpoint, default_kind
+from exda.engine.tiling import restore
 from exda.errors import UserError
 from exda.metrics import psnr, ssim
 
@@ -145,7 +153,7 @@ def test_restore_16bit_png_round_trip(checkpoint: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     src = tmp_path / "photo16.png"
     save_image(src, rng.random((37, 31, 3)), bit_depth=16)
-    assert _restore([str(src), "--checkpoint", str(checkpoint)]) == 0
+    assert _restore([str(src), "--checkpoint", str(checkpoint), "--precision", "fp32"]) == 0
     out = load_image(tmp_path / "photo16_restored.png")
     assert out.bit_depth == 16 and out.pixels.shape == (37, 31, 3)
     model, _ = load_for_inference(checkpoint)
@@ -258,3 +266,141 @@ def test_eval_cli_user_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
     assert main(["eval", "--checkpoint", str(checkpoint), "--layout", "paired"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("exda eval: error:") for line in errors)
+
+
+# ------------------------------------------------------------------ shipped default models, --max-memory, --backend
+
+
+def _shipped(kind: str) -> Path:
+    return WEIGHTS_DIR / f"{DEFAULT_MODELS[kind]}.safetensors"
+
+
+def _skip_without(kind: str) -> None:
+    if not _shipped(kind).is_file():
+        pytest.skip(f"the default {kind} model is not in exda/weights/ yet")
+
+
+def _photo_png(path: Path, h: int, w: int) -> Path:
+    """An h x w crop of a real photo as an 8-bit PNG (quality of the default model is not tested here)."""
+    save_image(path, load_sample("astronaut")[90 : 90 + h, 190 : 190 + w])
+    return path
+
+
+def _ct_slice(folder: Path) -> Path:
+    src = folder / "ct.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), src)
+    return src
+
+
+def test_default_kind_follows_the_file_type() -> None:
+    for suffix in (".dcm", ".nii", ".nii.gz"):
+        assert default_kind(suffix) == "medical"
+    for suffix in (".png", ".jpg", ".tif", ".npy"):
+        assert default_kind(suffix) == "photo"
+    assert default_kind(image_suffix("Scan.NII.GZ")) == "medical"
+
+
+def test_default_checkpoint_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match=r"unknown default model 'xray' \(choose from photo, medical\)"):
+        default_checkpoint("xray")
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(UserError, match=r"the default photo model is not installed \(.*\); pass --checkpoint"):
+        default_checkpoint("photo")
+
+
+@pytest.mark.parametrize(("kind", "channels"), [("photo", 3), ("medical", 1)])
+def test_shipped_default_model_loads(kind: str, channels: int) -> None:
+    _skip_without(kind)
+    assert default_checkpoint(kind) == _shipped(kind)
+    model, info = load_for_inference(default_checkpoint(kind))
+    assert model.in_channels == channels and info["model_name"].startswith("exda_")
+
+
+def test_restore_without_checkpoint_uses_the_default_photo_model(tmp_path: Path, capsys) -> None:
+    _skip_without("photo")
+    src = _photo_png(tmp_path / "crop.png", 40, 52)
+    line = r"exda restore: default photo model \(exda_\w+, [0-9.]+M parameters, step \d+; docs/model_card.md\)"
+    for argv, dst in (([], tmp_path / "crop_restored.png"), (["--model", "photo", "-o", str(tmp_path / "b.png")],
+                                                           tmp_path / "b.png")):
+        assert _restore([str(src), *argv]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.fullmatch(line, err[0])
+        out = load_image(dst)
+        assert out.pixels.shape == (40, 52, 3) and out.bit_depth == 8
+
+
+def test_dicom_input_picks_the_medical_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    src = _ct_slice(tmp_path)
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")  # whatever ships: none here
+    assert _restore([str(src)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"exda restore: error: the default medical model is not installed "
+        f"({tmp_path / 'weights' / 'exda_medical.safetensors'}); pass --checkpoint"
+    ]
+    assert not (tmp_path / "ct_restored.png").exists()
+
+
+def test_model_medical_without_its_weights_is_one_line(tmp_path: Path, capsys) -> None:
+    if _shipped("medical").is_file():
+        pytest.skip("the default medical model is installed")
+    src = _photo_png(tmp_path / "crop.png", 40, 52)
+    assert _restore([str(src), "--model", "medical"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("exda restore: error: the default medical model is not installed")
+
+
+def test_restore_dicom_with_the_default_medical_model(tmp_path: Path, capsys) -> None:
+    _skip_without("medical")
+    src = _ct_slice(tmp_path)
+    assert _restore([str(src)]) == 0
+    assert "exda restore: default medical model (" in capsys.readouterr().err
+    assert load_image(tmp_path / "ct_restored.png").pixels.shape == (128, 128, 1)
+
+
+def test_max_memory_tiles_automatically(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    src = _photo_png(tmp_path / "big.png", 133, 150)
+    dst = tmp_path / "tiled.png"
+    argv = [str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--max-memory", "1M", "--precision", "fp32"]
+    assert _restore(argv) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("exda restore:")]
+    assert len(notes) == 1 and re.fullmatch(
+        r"exda restore: big.png \(150x133\) would need about [0-9.]+ MiB in one pass, more than "
+        r"--max-memory 1.0 MiB; restoring in 128 px tiles", notes[0]
+    )
+    model = optimize_for_inference(load_for_inference(checkpoint)[0], precision="fp32")
+    expected = restore(model, to_tensor(load_image(src).pixels)[None], tile=128, overlap=32)[0].clamp(0, 1)
+    out = load_image(dst).pixels
+    assert out.shape == (133, 150, 3)
+    assert np.abs(out - expected.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-5  # 8-bit rounding only
+    # an overlap meant for larger tiles is narrowed to fit the automatic ones (it used to raise ValueError)
+    assert _restore([*argv, "--tile-overlap", "80"]) == 0
+
+
+def test_max_memory_does_not_claim_tiles_for_images_smaller_than_a_tile(checkpoint: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    src = _photo_png(tmp_path / "small.png", 40, 52)
+    assert _restore([str(src), "--checkpoint", str(checkpoint), "--max-memory", "1M"]) == 0
+    assert "tiles" not in capsys.readouterr().err
+    assert load_image(tmp_path / "small_restored.png").pixels.shape == (40, 52, 3)
+
+
+@pytest.mark.parametrize("size", ["abc", "0", "-1G", "inf"])
+def test_bad_max_memory_is_one_line(checkpoint: Path, tmp_path: Path, capsys, size: str) -> None:
+    src = _photo_png(tmp_path / "crop.png", 40, 52)
+    assert _restore([str(src), "--checkpoint", str(checkpoint), f"--max-memory={size}"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"exda restore: error: --max-memory must be a size like 2G, 512M or 3.5GiB, got '{size}'"
+    ]
+    assert not (tmp_path / "crop_restored.png").exists()
+
+
+def test_restore_with_the_onnxruntime_backend(checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    src = _photo_png(tmp_path / "crop.png", 37, 45)
+    dst = tmp_path / "ort.png"
+    assert _restore([str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--backend", "onnxruntime"]) == 0
+    model, _ = load_for_inference(checkpoint)
+    with torch.inference_mode():
+        expected = model(to_tensor(load_image(src).pixels)[None]).clamp(0, 1)
+    assert psnr(to_tensor(load_image(dst).pixels)[None], expected).item() >= 45.0

@@ -255,6 +255,30 @@ def test_stage_batch_larger_than_the_data_is_a_user_error(tmp_path: Path) -> Non
         train(tiny_config(data={"progressive": stages}), tmp_path / "run")
 
 
+def test_channels_last_is_a_memory_layout_not_other_maths(tmp_path: Path) -> None:
+    x = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(0))
+    outputs = {}
+    for channels_last in (True, False):
+        config = tiny_config(train={"channels_last": channels_last, "precision": "fp32"})
+        run = tmp_path / f"channels_last_{channels_last}"
+        trainer = Trainer(config, run, torch.device("cpu"), DistContext())
+        conv = trainer.model.patch_embed.proj.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) is channels_last
+        assert conv.is_contiguous() is not channels_last
+        trainer.fit()
+        for tag in ("best", "last"):
+            path = run / "checkpoints" / f"{tag}.safetensors"
+            with safe_open(str(path), framework="pt") as f:
+                assert all(f.get_tensor(key).is_contiguous() for key in f.keys())
+            model, info = load_for_inference(path)
+            assert info["step"] == 2 and info["ema"]
+            with torch.no_grad():
+                outputs[channels_last, tag] = model(x)
+    for tag in ("best", "last"):
+        assert torch.isfinite(outputs[True, tag]).all()
+        torch.testing.assert_close(outputs[True, tag], outputs[False, tag], rtol=0, atol=1e-4)
+
+
 def test_fp16_on_cpu_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="fp16 needs CUDA"):
         train(tiny_config(train={"precision": "fp16"}), tmp_path / "run")

@@ -26,6 +26,7 @@ from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
 from exda.engine.checkpoint import load_for_inference
+from exda.engine.evaluate import _finite_or_none as finite_or_none
 from exda.engine.fast import optimize_for_inference
 from exda.engine.pretrained import default_checkpoint
 from exda.engine.tiling import restore
@@ -179,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
     record = {"model": info["model_name"], "checkpoint": str(info["path"]), "step": info["step"],
               "photos": list(photos), "crop": args.crop or None, "seed": DEMO_SEED, "seconds": round(elapsed, 1),
               "rows": [asdict(r) for r in rows]}
-    atomic_write(out / "results.json", lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    # the clean row's input and identity scores are infinite: null in JSON, as in exda eval's results.json
+    text = json.dumps(finite_or_none(record), indent=2) + "\n"
+    atomic_write(out / "results.json", lambda tmp: tmp.write_text(text))
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(table + "\n"))
     save_grid(out / "demo_grid.png", grid, [r.baseline for r in rows])
     print(table)

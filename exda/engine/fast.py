@@ -69,7 +69,8 @@ class FastInference(nn.Module):
         device = next(self.model.parameters()).device
         with torch.inference_mode(), autocast(device, "bf16" if self.bf16 else "fp32"):
             y = self._call(x.to(device=device, dtype=torch.float32).contiguous(memory_format=self.memory_format))
-        return y.float().contiguous()
+        y = y.float().contiguous()
+        return y.clone() if y.is_inference() else y  # callers may update it in place outside inference_mode
 
     def extra_repr(self) -> str:
         return f"bf16={self.bf16}, memory_format={self.memory_format}, compiled={self.compiled}"

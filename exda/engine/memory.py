@@ -9,6 +9,7 @@ first level in fp32, less in bf16. The estimate takes the upper end, so it errs 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from torch import nn
@@ -55,16 +56,21 @@ def parse_size(text: str) -> int:
     cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
     number, unit = (cleaned[:-1], cleaned[-1]) if cleaned and cleaned[-1] in units else (cleaned, "")
     value = float(number) * units[unit]
-    if not value > 0:
-        raise ValueError(f"memory size must be positive, got {text!r}")
+    if not (math.isfinite(value) and value >= 1):
+        raise ValueError(f"memory size must be a positive number of bytes, got {text!r}")
     return int(value)
 
 
+def format_size(size: float) -> str:
+    """Bytes for people: '1.5 GiB' from 1 GiB up, else '12.3 MiB'."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
 def tile_for_budget(channels: int, height: int, width: int, budget: int) -> int | None:
-    """None when the whole image fits ``budget``; else the largest square tile (a multiple of 64,
-    at least 128) whose pass fits it."""
+    """None when the whole image fits ``budget`` (or no allowed tile is smaller than the image); else the
+    largest square tile (a multiple of 64, at least 128) whose pass fits it."""
     if estimate_peak_bytes(channels, height, width) <= budget:
         return None
     per_pixel = estimate_peak_bytes(channels, 1, 1)
-    side = int((budget / per_pixel) ** 0.5) // TILE_MULTIPLE * TILE_MULTIPLE
-    return max(2 * TILE_MULTIPLE, side)
+    side = max(2 * TILE_MULTIPLE, int((budget / per_pixel) ** 0.5) // TILE_MULTIPLE * TILE_MULTIPLE)
+    return side if side < max(height, width) else None

@@ -25,7 +25,14 @@ from exda.data.transforms import match_channels
 from exda.engine.backends import BACKENDS, build_backend
 from exda.engine.checkpoint import load_for_inference
 from exda.engine.fast import optimize_for_inference
-from exda.engine.memory import default_budget, estimate_peak_bytes, first_width, parse_size, tile_for_budget
+from exda.engine.memory import (
+    default_budget,
+    estimate_peak_bytes,
+    first_width,
+    format_size,
+    parse_size,
+    tile_for_budget,
+)
 from exda.engine.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
 from exda.engine.tiling import restore
 from exda.errors import UserError
@@ -171,9 +178,10 @@ def restore_file(
     x = to_tensor(pixels).unsqueeze(0)
     h, w = x.shape[-2:]
     if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
-        need = estimate_peak_bytes(width, h, w) / 2**30
-        print(f"exda restore: {src.name} ({w}x{h}) would need about {need:.1f} GiB in one pass, more than "
-              f"--max-memory {budget / 2**30:.1f} GiB; restoring in {tile} px tiles", file=sys.stderr)
+        overlap = min(overlap, tile // 2)  # a --tile-overlap meant for larger tiles must not break these
+        need = format_size(estimate_peak_bytes(width, h, w))
+        print(f"exda restore: {src.name} ({w}x{h}) would need about {need} in one pass, more than "
+              f"--max-memory {format_size(budget)}; restoring in {tile} px tiles", file=sys.stderr)
     restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, progress=True)[0].clamp(0, 1))
     if to_gray:
         restored = match_channels(restored, 1)
