@@ -82,7 +82,9 @@ def save_checkpoint(
     else:
         state.unlink(missing_ok=True)
     atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    record = {"format": FORMAT, "step": step, "metrics": metrics, "config": config}
+    from exda.engine.evaluate import finite_or_none  # strict JSON: an identity task scores inf dB
+
+    record = {"format": FORMAT, "step": step, "metrics": finite_or_none(metrics), "config": config}
     atomic_write(info, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     return weights
 

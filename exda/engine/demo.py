@@ -26,7 +26,7 @@ from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
 from exda.engine.checkpoint import load_for_inference
-from exda.engine.evaluate import _finite_or_none as finite_or_none
+from exda.engine.evaluate import finite_or_none
 from exda.engine.fast import optimize_for_inference
 from exda.engine.pretrained import default_checkpoint
 from exda.engine.tiling import restore

@@ -70,7 +70,7 @@ class EvalResult:
         """Write settings, per-task means and per-image numbers as JSON, atomically."""
         record = {"settings": self.settings, "per_task": self.per_task, "per_image": self.per_image}
         # Infinite PSNR (identical images) is not valid JSON; write it as null.
-        _write_text(Path(path), json.dumps(_finite_or_none(record), indent=2) + "\n")
+        _write_text(Path(path), json.dumps(finite_or_none(record), indent=2) + "\n")
 
     def save_grid(self, path: str | Path) -> None:
         """Save the kept triplets as a comparison grid labelled with image names."""
@@ -82,13 +82,13 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def _finite_or_none(value: Any) -> Any:
+def finite_or_none(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     return value
 
 
