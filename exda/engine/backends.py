@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from exda.engine.amp import autocast
 from exda.engine.export import INPUT_NAME, export_onnx
 from exda.errors import UserError
 
@@ -64,15 +63,9 @@ def build_backend(kind: str, model: nn.Module, *, bf16: bool = False, workdir: P
 
 
 def _torch_restorer(model: nn.Module, bf16: bool) -> Restorer:
-    model.eval()
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    from exda.engine.fast import optimize_for_inference
 
-    def restore(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(device, "bf16" if bf16 else "fp32"):
-            return model(x.to(device=device, dtype=torch.float32)).float()
-
-    return restore
+    return optimize_for_inference(model, precision="bf16" if bf16 else "fp32")
 
 
 def _to_numpy(x: torch.Tensor) -> np.ndarray:

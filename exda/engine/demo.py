@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from exda.atomic import atomic_write
-from exda.baselines import CANDIDATES, METHODS, best_baseline, method_available, score
+from exda.baselines import METHODS, best_baseline, method_available, score
 from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
@@ -189,5 +189,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote results.md, results.json and demo_grid.png to {out} ({elapsed:.0f} s)")
     return 0
 
-
-__all__ = ["CANDIDATES", "DEMO_DEGRADATIONS", "Row", "compare", "held_out_photos", "to_markdown"]
