@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("exda.engine.eval_cli", "evaluate a checkpoint on a dataset (PSNR/SSIM tables)"),
     "restore": ("exda.engine.restore_cli", "restore an image or a folder (default model or a checkpoint)"),
     "demo": ("exda.engine.demo", "default model vs degraded input vs classical methods on held-out photos"),
+    "export": ("exda.engine.export_cli", "write a checkpoint or the default model as ONNX (dynamic height and width)"),
     "bench": ("exda.engine.bench", "measure this machine: matmul peak, inference paths and backends, training steps"),
 }
 

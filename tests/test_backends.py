@@ -104,3 +104,28 @@ def test_padding_equals_f_pad():
         pad_h, pad_w = (-h) % 8, (-w) % 8
         mode = "reflect" if pad_h < h and pad_w < w else "replicate"
         assert torch.equal(RestormerUNet._pad(x), F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
+
+
+def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from exda.cli import main
+    from exda.engine.checkpoint import save_checkpoint
+
+    model = _model("exda_restormer_test")
+    ckpt = save_checkpoint(tmp_path / "run", "last", model=model, config={}, step=7, metrics={}, train_state=None)
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "exda_restormer_test (step 7)" in printed and "PSNR" in printed
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = _photo_crops(29, 41, 2)
+    got = torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    with torch.no_grad():
+        assert psnr(got.clamp(0, 1), model(x).clamp(0, 1)).min() >= MIN_PSNR
+    # refuses to replace a file or to write a non-.onnx name, one line each
+    assert main(["export", "--checkpoint", str(ckpt), str(out)]) == 2
+    assert main(["export", "--checkpoint", str(ckpt), str(tmp_path / "model.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"exda export: error: {out} exists; pass --force to replace it",
+                   f"exda export: error: output of --format onnx must end in .onnx, got {tmp_path / 'model.pt'}"]
