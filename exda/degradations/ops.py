@@ -105,16 +105,20 @@ def luminance(x: Tensor) -> Tensor:
 
 
 def depth_proxy(x: Tensor) -> Tensor:
-    """A relative scene depth in [0, 1] (1 = far) for images without a depth map.
+    """A relative scene depth in [0, 1] (0 = the nearest point of the image, 1 = the farthest).
 
     Outdoor photos tend to be far at the top (sky, horizon) and near at the bottom, and bright smooth
-    regions are often sky or distant; so depth = 0.6 * (1 - row / (H - 1)) + 0.4 * blurred luminance,
-    with the luminance blurred at sigma = 5 % of the image size so texture does not become depth.
+    regions are often sky or distant; so depth = 0.65 * (1 - row / (H - 1)) + 0.35 * blurred luminance,
+    with the luminance blurred at sigma = 5 % of the image size so texture does not become depth. Each
+    image is then stretched to span [0, 1], so near and far always differ by the whole range.
     """
     b, _, h, w = x.shape
     rows = torch.linspace(1.0, 0.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
     smooth = gaussian_blur(luminance(x), 0.05 * max(h, w))
-    return (0.6 * rows + 0.4 * smooth).clamp(0.0, 1.0)
+    depth = 0.65 * rows + 0.35 * smooth
+    low = depth.amin(dim=(1, 2, 3), keepdim=True)
+    high = depth.amax(dim=(1, 2, 3), keepdim=True)
+    return ((depth - low) / (high - low).clamp_min(1e-6)).clamp(0.0, 1.0)
 
 
 def check_depth(depth: Tensor, x: Tensor) -> Tensor:

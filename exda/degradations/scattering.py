@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from exda.degradations.base import Degradation, Params, Stage
-from exda.degradations.ops import check_depth, depth_proxy, uniform
+from exda.degradations.ops import check_depth, choice, depth_proxy, uniform
 from exda.degradations.registry import register
 
 
@@ -35,38 +35,72 @@ class Haze(Degradation):
         return x * t + airlight * (1.0 - t)
 
 
-class Underwater(Degradation):
-    """Underwater image formation: I_c = J_c t_c + B_c (1 - t_c), t_c = exp(-beta_c D).
+# Jerlov water types: diffuse attenuation (1/m) for the camera's red, green and blue bands, rounded from
+# the Kd spectra of Solonenko & Mobley (2015) near 600, 525 and 475 nm (red raised towards 620 nm, where
+# water absorbs more). Open ocean (I-III) keeps blue longest; coastal water (1C-5C) loses blue to
+# dissolved organic matter and turns green. Approximate: real coefficients vary with the camera.
+JERLOV_TYPES: dict[str, tuple[float, float, float]] = {
+    "I": (0.30, 0.055, 0.025),
+    "II": (0.33, 0.080, 0.055),
+    "III": (0.37, 0.120, 0.100),
+    "1C": (0.40, 0.140, 0.190),
+    "3C": (0.48, 0.230, 0.340),
+    "5C": (0.60, 0.340, 0.550),
+}
+_LUMA = (0.299, 0.587, 0.114)
 
-    Attenuation is strongest for red, then green, then blue (red is lost first); the backscatter B gives
-    the blue-green cast. D (metres) = ``distance`` * (0.3 + 0.7 d) with d the optional ``depth`` map or
-    the relative depth proxy. A one-channel image uses the luma-weighted mean coefficients.
-    ``strength`` scales the distance.
+
+class Underwater(Degradation):
+    """Revised underwater image formation model (Akkaynak & Treibitz, CVPR 2018), per colour channel c:
+
+        I_c = E_c / max(E) * [J_c exp(-beta^D_c z) + B_c (1 - exp(-beta^B_c z))],  E_c = exp(-K_c D_w)
+
+    The direct signal decays with the range z (metres) at beta^D_c, the backscatter grows towards the
+    veiling light B_c = ``veil`` at beta^B_c, a separate coefficient as in the revised model. Ambient light
+    at the scene's water depth D_w has lost red first (E_c); the camera's exposure follows the strongest
+    channel. z = ``near`` + (``far`` - ``near``) d with d the optional ``depth`` map or the relative depth
+    proxy, so colour loss grows with distance. Coefficients are drawn +-15 % around a Jerlov water type
+    (``water_type`` names it; the drawn numbers are in the params). A one-channel image is degraded as
+    gray RGB and returned as luma. ``strength`` scales the ranges and the water depth (0 = identity).
     """
 
     uses_depth = True
-    _LUMA = (0.299, 0.587, 0.114)
 
     def __init__(self) -> None:
-        super().__init__("underwater", "underwater: red-first attenuation exp(-beta_c D) plus blue-green backscatter",
+        super().__init__("underwater", "underwater: revised formation model (Akkaynak-Treibitz), Jerlov water "
+                         "types, attenuation and backscatter growing with distance",
                          task="underwater", stage=Stage.MEDIUM)
 
     def draw(self, x: Tensor, generator: torch.Generator, strength: float) -> Params:
-        attenuation = [uniform(generator, 0.3, 0.6), uniform(generator, 0.06, 0.15), uniform(generator, 0.03, 0.1)]
-        backscatter = [uniform(generator, 0.0, 0.15), uniform(generator, 0.3, 0.55), uniform(generator, 0.35, 0.65)]
-        return {"distance": uniform(generator, 2.0, 6.0) * strength, "attenuation": attenuation,
-                "backscatter": backscatter}
+        water_type = choice(generator, list(JERLOV_TYPES))
+        jitter = [uniform(generator, 0.85, 1.15) for _ in range(3)]
+        direct = [round(k * j, 5) for k, j in zip(JERLOV_TYPES[water_type], jitter, strict=True)]
+        ratio = uniform(generator, 0.7, 1.0)  # beta^B / beta^D
+        near, far = uniform(generator, 0.5, 2.0), uniform(generator, 4.0, 10.0)
+        return {
+            "water_type": water_type,
+            "attenuation": direct,
+            "backscatter_attenuation": [round(k * ratio, 5) for k in direct],
+            "near": near * strength,
+            "far": far * strength,
+            "water_depth": uniform(generator, 1.0, 6.0) * strength,
+            "veil": uniform(generator, 0.45, 0.75),
+        }
 
-    def forward(self, x: Tensor, *, distance: float, attenuation: list[float], backscatter: list[float],
-                depth: Tensor | None = None) -> Tensor:
-        beta = torch.tensor(attenuation, device=x.device, dtype=x.dtype)
-        veil = torch.tensor(backscatter, device=x.device, dtype=x.dtype)
-        if x.shape[1] == 1:
-            luma = torch.tensor(self._LUMA, device=x.device, dtype=x.dtype)
-            beta, veil = (beta * luma).sum(0, keepdim=True), (veil * luma).sum(0, keepdim=True)
-        metres = distance * (0.3 + 0.7 * _depth(x, depth))
-        t = torch.exp(-beta.view(1, -1, 1, 1) * metres)
-        return x * t + veil.view(1, -1, 1, 1) * (1.0 - t)
+    def forward(self, x: Tensor, *, water_type: str, attenuation: list[float], backscatter_attenuation: list[float],
+                near: float, far: float, water_depth: float, veil: float, depth: Tensor | None = None) -> Tensor:
+        gray = x.shape[1] == 1
+        rgb = x.expand(-1, 3, -1, -1) if gray else x
+
+        def per_channel(values: list[float]) -> Tensor:
+            return torch.tensor(values, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+
+        beta_d, beta_b = per_channel(attenuation), per_channel(backscatter_attenuation)
+        ambient = torch.exp(-beta_d * water_depth)
+        ambient = ambient / ambient.amax()
+        z = near + (far - near) * _depth(x, depth)
+        y = ambient * (rgb * torch.exp(-beta_d * z) + veil * (1.0 - torch.exp(-beta_b * z)))
+        return (y * per_channel(list(_LUMA))).sum(1, keepdim=True) if gray else y
 
 
 register(Haze())
