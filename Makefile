@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv lint clean
+.PHONY: test test-browser demo venv lint clean
 
 venv: $(STAMP)
 
@@ -14,11 +14,17 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e .[dev,backends]
+	$(BIN)/python -m pip install -q -e .[dev,backends,serve]
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# exda serve in a real headless Chromium (Debian's chromium + chromium-driver, selenium from PyPI); not in `make test`.
+test-browser: $(STAMP)
+	command -v chromedriver >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver)
+	$(BIN)/python -m pip install -q -e .[browser]
+	EXDA_TEST_BROWSER=1 $(BIN)/python -m pytest tests/test_serve_browser.py
 
 # The main job on an embedded default: the shipped photo model on the held-out sample photos.
 demo: $(STAMP)

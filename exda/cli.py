@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 
+from exda import __version__
 from exda.errors import UserError
 
 # name -> (module, one-line help). Explicit on purpose: no folder scanning.
@@ -21,11 +22,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("exda.engine.demo", "default model vs degraded input vs classical methods on held-out photos"),
     "export": ("exda.engine.export_cli", "write a checkpoint or the default model as ONNX (dynamic height and width)"),
     "bench": ("exda.engine.bench", "measure this machine: matmul peak, inference paths and backends, training steps"),
+    "serve": ("exda.engine.serve", "a local web page: restore uploads, degrade with a seed and restore (Gradio)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exda", description="All-in-one blind image restoration (ExDA).")
+    parser.add_argument("--version", action="version", version=f"exda {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

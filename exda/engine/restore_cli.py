@@ -169,10 +169,11 @@ def memory_budget(text: str | None) -> int:
 def restore_file(
     model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, budget: int,
     in_channels: int = 3, width: int = 64,
-) -> None:
+) -> int | None:
     """Load, restore (tiled when asked or when the whole image would exceed ``budget``) and save one
     image, keeping its bit depth and alpha. ``model`` maps fp32 tensors to fp32 tensors; ``width`` is the
-    network's full-resolution feature width, for the memory estimate."""
+    network's full-resolution feature width, for the memory estimate. Returns the tile size used (None:
+    whole image)."""
     image = load_image(src)
     pixels, to_gray = _fit_channels(image.pixels, in_channels, src)
     x = to_tensor(pixels).unsqueeze(0)
@@ -186,6 +187,7 @@ def restore_file(
     if to_gray:
         restored = match_channels(restored, 1)
     save_image(dst, restored, bit_depth=image.bit_depth, alpha=image.alpha)
+    return tile
 
 
 class BackendModel(nn.Module):
