@@ -77,10 +77,11 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Pixel loss, plus an optional FFT-amplitude L1 term (MoCE-IR uses 0.1)."""
+    """Pixel loss, plus optional FFT-amplitude L1 (MoCE-IR uses 0.1) and Pearson terms (Histoformer uses 1)."""
 
     kind: Literal["l1", "charbonnier"] = "l1"
     fft_weight: float = 0.0
+    pearson_weight: float = 0.0
 
 
 @dataclass
@@ -226,6 +227,7 @@ def _check_ranges(config: Config) -> None:
         ),
         "optim.grad_clip": (optim.grad_clip >= 0, ">= 0"),
         "loss.fft_weight": (config.loss.fft_weight >= 0, ">= 0"),
+        "loss.pearson_weight": (config.loss.pearson_weight >= 0, ">= 0"),
         "train.ema_decay": (0 <= train.ema_decay < 1, "0 <= ema_decay < 1"),
         "train.val_every": (train.val_every >= 0, ">= 0"),
         "train.ckpt_every": (train.ckpt_every >= 0, ">= 0"),
