@@ -191,8 +191,8 @@ def build_app(pages: Pages):
         wrapped.__name__ = fn.__name__
         return wrapped
 
-    checkpoint_help = ("checkpoint on this machine (empty: the one exda serve was started with, else the shipped "
-                       "default model); " + CHECKPOINT_HELP)
+    checkpoint_help = ("checkpoint (optional): a .safetensors file or run folder on this machine; empty = the one "
+                       "exda serve was started with, else the shipped default model")
     with gr.Blocks(title="exda: all-in-one image restoration") as app:
         gr.Markdown("# exda: all-in-one image restoration\nRuns on this machine; nothing is uploaded elsewhere. "
                     "The shipped default model is small and CPU-trained: see docs/model_card.md for what it can do.")
@@ -255,6 +255,7 @@ def create_app(checkpoint: Path | None = None, max_memory: str | None = None, pr
         resolve_checkpoint(checkpoint)  # a wrong --checkpoint fails now, not on the first request
     restorer = Restorer(checkpoint, memory_budget(max_memory), precision, inference_device(device))
     workdir = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="exda-serve-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     return build_app(Pages(restorer, workdir))
 
 

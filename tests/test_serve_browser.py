@@ -1,0 +1,92 @@
+"""``exda serve`` end to end in a real headless Chromium (Debian's chromium + chromium-driver, selenium).
+
+Runs only through ``make test-browser`` (which installs what it needs and sets EXDA_TEST_BROWSER=1).
+EXDA_SERVE_SCREENSHOT=PATH also saves the page, after the restoration, as a PNG (docs/serve.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(os.environ.get("EXDA_TEST_BROWSER") != "1",
+                                reason="browser test: run `make test-browser`")
+
+
+def _driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1000",
+                "--hide-scrollbars"):
+        options.add_argument(arg)
+    chromium = shutil.which("chromium")
+    if chromium:
+        options.binary_location = chromium
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None:
+        pytest.fail("chromedriver not found: apt-get install chromium chromium-driver (make test-browser does)")
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from exda.data.io import load_image, save_image
+    from exda.data.samples import load_sample
+    from exda.degradations import DegradationSampler
+    from exda.engine.checkpoint import load_for_inference
+    from exda.engine.pretrained import default_checkpoint
+    from exda.engine.restore_cli import inference_model, restore_file
+    from exda.engine.serve import create_app
+
+    torch.set_num_threads(1)
+    x = torch.from_numpy(np.ascontiguousarray(load_sample("coffee"))).permute(2, 0, 1)[None]
+    clean = torch.nn.functional.interpolate(x, size=(200, 300), mode="area")
+    dark, _ = DegradationSampler("low_light", seed=0)(clean)  # a photo the default model visibly changes
+    src = tmp_path / "coffee_low_light.png"
+    save_image(src, dark[0].permute(1, 2, 0).numpy())
+
+    app = create_app(precision="fp32", workdir=tmp_path / "serve")
+    app.launch(prevent_thread_lock=True, quiet=True)
+    driver = _driver()
+    try:
+        driver.get(app.local_url)
+        wait = WebDriverWait(driver, 60)
+        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#restore-upload input[type=file]")))
+        upload.send_keys(str(src))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#restore-upload a, #restore-upload td")))
+        driver.find_element(By.CSS_SELECTOR, "#restore-button").click()
+        link = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#restore-download a[href]")))
+        info = wait.until(lambda d: "restored in" in d.find_element(By.ID, "restore-info").text
+                          and d.find_element(By.ID, "restore-info").text)
+        assert "300x200 restored in" in info and "default photo model" in info
+        slider_images = driver.find_elements(By.CSS_SELECTOR, "#restore-slider img")
+        assert len(slider_images) >= 2  # before and after are both on the page
+        got = tmp_path / "downloaded.png"
+        urllib.request.urlretrieve(link.get_attribute("href"), got)
+        screenshot = os.environ.get("EXDA_SERVE_SCREENSHOT")
+        if screenshot:
+            driver.execute_script("window.scrollTo(0, 0)")
+            driver.save_screenshot(screenshot)
+    finally:
+        driver.quit()
+        app.close()
+
+    # The browser got the same image `exda restore` writes for this file.
+    net, _ = load_for_inference(default_checkpoint("photo"))
+    expected = tmp_path / "expected.png"
+    restore_file(inference_model(net, "torch", "fp32"), src, expected, tile=None, overlap=32, budget=2**40,
+                 in_channels=net.in_channels)
+    downloaded, reference = load_image(got).pixels, load_image(expected).pixels
+    assert downloaded.shape == (200, 300, 3)
+    assert np.abs(downloaded - reference).max() <= 1 / 255 + 1e-6
