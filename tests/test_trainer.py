@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import shutil
@@ -16,7 +17,7 @@ from safetensors import safe_open
 
 from exda.data.io import save_image
 from exda.engine import train_cli
-from exda.engine.checkpoint import load_for_inference, load_training_state
+from exda.engine.checkpoint import file_digest, load_for_inference, load_training_state
 from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
 from exda.engine.distributed import DistContext
 from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
@@ -51,7 +52,8 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_short_run_writes_complete_checkpoints(short_run: Path) -> None:
     ckpt = short_run / "checkpoints"
     assert sorted(p.name for p in ckpt.iterdir()) == [
-        "best.json", "best.safetensors", "last.json", "last.safetensors", "last.state.pt"
+        "best.json", "best.safetensors", "last.json", "last.safetensors", "last.state.pt",
+        "previous.json", "previous.safetensors", "previous.state.pt",  # step 1, kept until step 2 was complete
     ]
     with safe_open(str(ckpt / "last.safetensors"), framework="pt") as f:
         meta = f.metadata()
@@ -133,6 +135,10 @@ def test_resume_on_another_number_of_processes_is_a_user_error(short_run: Path, 
     state = torch.load(state_path, weights_only=True)
     assert state["world_size"] == 1
     torch.save({**state, "world_size": 2}, state_path)
+    record_path = run / "checkpoints" / "last.json"  # as a 2-process run would have recorded it
+    record = json.loads(record_path.read_text())
+    record["files"][".state.pt"] = file_digest(state_path)
+    record_path.write_text(json.dumps(record))
     with pytest.raises(UserError, match=r"same number of processes \(checkpoint 2, now 1\)"):
         train(tiny_config(train={"iters": 3}), run, resume=True)
 

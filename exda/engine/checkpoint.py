@@ -5,13 +5,20 @@ A checkpoint ``<dir>/<tag>`` is three files, each written atomically:
 - ``<tag>.safetensors``: weights under ``model.<name>`` (and ``ema.<name>`` when EMA is on), with string
   metadata ``format``, ``model_name``, ``model_kwargs`` (JSON) and ``step``; enough to rebuild the model.
 - ``<tag>.state.pt``: optimizer, scheduler, grad scaler, RNG states and data position; only for resume.
-- ``<tag>.json``: resolved config, step and metrics. Written last, so a checkpoint whose JSON exists is
-  complete.
+- ``<tag>.json``: resolved config, step, metrics and the SHA-256 and size of the other two files. Written
+  last, so a checkpoint whose JSON exists is complete, and one whose files no longer match it is corrupt.
+
+``keep_previous=True`` (the trainer's ``last``) first turns the complete ``<tag>`` into ``previous`` (hard
+links, so no copy), so a crash or a full disk while the new one is written leaves a complete checkpoint;
+:func:`latest_valid_checkpoint` picks the newest one whose files match their checksums.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,55 @@ FORMAT = "exda-checkpoint-v1"
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
 INFO_SUFFIX = ".json"
+PREVIOUS_TAG = "previous"
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """SHA-256 and size of a file, as recorded in a checkpoint's JSON."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+    return {"sha256": sha.hexdigest(), "bytes": path.stat().st_size}
+
+
+def _files(directory: Path, tag: str) -> dict[str, Path]:
+    return {suffix: directory / f"{tag}{suffix}" for suffix in (WEIGHTS_SUFFIX, STATE_SUFFIX, INFO_SUFFIX)}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold ``src``'s bytes, atomically: a hard link where the file system allows it."""
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _keep_as_previous(directory: Path, tag: str) -> None:
+    """Turn the complete checkpoint ``tag`` into ``previous`` (JSON last, as in a save)."""
+    src, dst = _files(directory, tag), _files(directory, PREVIOUS_TAG)
+    if not src[INFO_SUFFIX].is_file():
+        return  # no complete checkpoint to keep
+    dst[INFO_SUFFIX].unlink(missing_ok=True)
+    for suffix in (WEIGHTS_SUFFIX, STATE_SUFFIX):
+        if src[suffix].is_file():
+            _link_or_copy(src[suffix], dst[suffix])
+        else:
+            dst[suffix].unlink(missing_ok=True)
+    _link_or_copy(src[INFO_SUFFIX], dst[INFO_SUFFIX])
+
+
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Delete the temp files that a killed save left in a checkpoint folder; returns them."""
+    directory = Path(directory)
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()] if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -53,11 +109,14 @@ def save_checkpoint(
     step: int,
     metrics: dict[str, Any],
     train_state: dict[str, Any] | None,
+    keep_previous: bool = False,
 ) -> Path:
     """Write checkpoint ``<directory>/<tag>`` and return its ``.safetensors`` path.
 
     ``model`` must come from :func:`exda.create_model` (it carries ``model_name``/``model_kwargs``);
     DDP and EMA wrappers are unwrapped. ``train_state=None`` saves an inference-only checkpoint.
+    ``keep_previous`` keeps the checkpoint being replaced as ``previous`` until the new one is complete.
+    Weights that are not finite are never written (a UserError).
     """
     directory = Path(directory)
     net = _unwrap(model)
@@ -66,6 +125,10 @@ def save_checkpoint(
     tensors = _tensors("model", net)
     if ema_model is not None:
         tensors.update(_tensors("ema", ema_model))
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"weights are not finite at step {step} ({len(bad)} tensors, e.g. {bad[0]!r}); "
+                        f"checkpoint {tag} not written")
     metadata = {
         "format": FORMAT,
         "model_name": net.model_name,
@@ -75,6 +138,9 @@ def save_checkpoint(
     weights = directory / f"{tag}{WEIGHTS_SUFFIX}"
     state = directory / f"{tag}{STATE_SUFFIX}"
     info = directory / f"{tag}{INFO_SUFFIX}"
+    directory.mkdir(parents=True, exist_ok=True)
+    if keep_previous:
+        _keep_as_previous(directory, tag)
     # The JSON marks a complete checkpoint: drop it first so a crash mid-save never leaves a stale one.
     info.unlink(missing_ok=True)
     if train_state is not None:
@@ -84,7 +150,11 @@ def save_checkpoint(
     atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     from exda.engine.evaluate import finite_or_none  # strict JSON: an identity task scores inf dB
 
-    record = {"format": FORMAT, "step": step, "metrics": finite_or_none(metrics), "config": config}
+    files = {WEIGHTS_SUFFIX: file_digest(weights)}
+    if train_state is not None:
+        files[STATE_SUFFIX] = file_digest(state)
+    record = {"format": FORMAT, "step": step, "files": files, "metrics": finite_or_none(metrics),
+              "config": config}
     atomic_write(info, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     return weights
 
@@ -130,10 +200,67 @@ def _read_weights(path: Path) -> tuple[dict[str, str], dict[str, dict[str, torch
     return metadata, groups
 
 
+def checkpoint_problem(weights: str | Path) -> str | None:
+    """Why the checkpoint with this ``.safetensors`` file cannot be trusted, or None when it is complete
+    and its files match the sizes and SHA-256 recorded in its JSON (checkpoints from before checksums were
+    recorded are only checked for completeness)."""
+    weights = Path(weights)
+    info = weights.with_name(weights.name.removesuffix(WEIGHTS_SUFFIX) + INFO_SUFFIX)
+    if not info.is_file():
+        return f"incomplete ({info.name} missing)"
+    try:
+        record = json.loads(info.read_text())
+        files = record.get("files", {}) if isinstance(record, dict) else None
+        if not isinstance(files, dict):
+            raise ValueError("no mapping")
+    except (ValueError, UnicodeDecodeError):
+        return f"corrupt ({info.name} is not a checkpoint record)"
+    stem = weights.name.removesuffix(WEIGHTS_SUFFIX)
+    for suffix in (WEIGHTS_SUFFIX, *(s for s in files if s != WEIGHTS_SUFFIX)):
+        path = weights.with_name(stem + suffix)
+        if not path.is_file():
+            return f"incomplete ({path.name} missing)"
+        expected = files.get(suffix)
+        if expected is None:
+            continue
+        if path.stat().st_size != expected.get("bytes") or file_digest(path) != expected:
+            return f"corrupt ({path.name} does not match the SHA-256 recorded in {info.name})"
+    return None
+
+
+def latest_valid_checkpoint(directory: str | Path, tags: tuple[str, ...] = ("last", PREVIOUS_TAG)
+                            ) -> tuple[Path | None, list[str]]:
+    """The newest (highest step) checkpoint among ``tags`` in ``directory`` that passes
+    :func:`checkpoint_problem`, and one line for each present one that does not."""
+    directory = Path(directory)
+    best: tuple[int, Path] | None = None
+    problems = []
+    for tag in tags:
+        files = _files(directory, tag)
+        if not any(path.exists() for path in files.values()):
+            continue
+        problem = checkpoint_problem(files[WEIGHTS_SUFFIX])
+        if problem is not None:
+            problems.append(f"checkpoint {tag} is {problem}")
+            continue
+        step = int(json.loads(files[INFO_SUFFIX].read_text()).get("step", 0))
+        if best is None or step > best[0]:
+            best = (step, files[WEIGHTS_SUFFIX])
+    return (best[1] if best else None), problems
+
+
 def _read_info(path: Path) -> dict[str, Any]:
     """The JSON record beside a weights file (config, metrics); empty if it is missing."""
     info = path.with_name(path.name.removesuffix(WEIGHTS_SUFFIX) + INFO_SUFFIX)
     return json.loads(info.read_text()) if info.is_file() else {}
+
+
+def _refuse_corrupt(path: Path, complete: bool = False) -> None:
+    """UserError when the checkpoint's files do not match its recorded checksums (or, with ``complete``,
+    when its JSON is missing); a weights file without JSON loads as before, for inference."""
+    problem = checkpoint_problem(path)
+    if problem is not None and (complete or not problem.startswith("incomplete")):
+        raise UserError(f"checkpoint {path} is {problem}")
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -144,11 +271,16 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: Pa
     unexpected = sorted(state.keys() - expected.keys())
     reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
     if missing or unexpected or reshaped:
-        example = (missing or unexpected or reshaped)[0]
+        def named(keys: list[str], what: str, shapes: bool = False) -> str:
+            if not keys:
+                return f"0 {what}"
+            shown = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" if shapes else k for k in keys[:3]]
+            return f"{len(keys)} {what} ({', '.join(shown)}{', ...' if len(keys) > 3 else ''})"
+
         raise UserError(
             f"weights in {source} do not fit model {getattr(net, 'model_name', type(net).__name__)}: "
-            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape "
-            f"(e.g. {example!r})"
+            f"{named(missing, 'missing')}, {named(unexpected, 'unexpected')}, "
+            f"{named(reshaped, 'of another shape', shapes=True)}"
         )
     net.load_state_dict(state, strict=True)
 
@@ -162,6 +294,7 @@ def load_for_inference(
     weights were loaded), ``config`` and ``metrics`` (the last two empty if the JSON is missing).
     """
     path = resolve_checkpoint(path)
+    _refuse_corrupt(path)
     metadata, groups = _read_weights(path)
     name = metadata.get("model_name", "")
     kwargs = json.loads(metadata.get("model_kwargs", "{}"))
@@ -191,6 +324,7 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     state_path = path.with_name(path.name.removesuffix(WEIGHTS_SUFFIX) + STATE_SUFFIX)
     if not state_path.is_file():
         raise UserError(f"{path} has no training state ({state_path.name}); it is for inference only")
+    _refuse_corrupt(path, complete=True)
     metadata, groups = _read_weights(path)
     record = _read_info(path)
     return {

@@ -95,6 +95,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = True  # NHWC memory layout: faster depthwise convs and LayerNorm (benchmarks/README.md)
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999
+    nonfinite_loss: Literal["stop", "skip"] = "stop"  # NaN/Inf loss or gradient: stop the run, or skip the step
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -35,7 +36,13 @@ from tqdm import tqdm
 
 from exda.data import build_dataset, collate_restoration
 from exda.engine.amp import autocast
-from exda.engine.checkpoint import load_state_into, load_training_state, save_checkpoint
+from exda.engine.checkpoint import (
+    latest_valid_checkpoint,
+    load_state_into,
+    load_training_state,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from exda.engine.config import Config, DataConfig, PatchStage, save_config
 from exda.engine.distributed import (
     DistContext,
@@ -167,6 +174,7 @@ class Trainer:
         self.val_set = self._build_val_data()
         self.step, self.epoch, self.position = 0, 0, 0
         self.best_psnr = -math.inf
+        self.skipped_steps = 0
         self.writer: SummaryWriter | None = None
         self.log_file: TextIO | None = None
 
@@ -279,11 +287,18 @@ class Trainer:
             self._use_stage(stage)
 
     def _save(self, tag: str, metrics: dict[str, Any], with_state: bool) -> None:
-        save_checkpoint(
-            self.run_dir / CHECKPOINT_DIR, tag, model=self.model, ema_model=self.ema,
-            config=self.config.to_dict(), step=self.step, metrics=metrics,
-            train_state=self._train_state() if with_state else None,
-        )
+        """Write a checkpoint; ``last`` keeps the one it replaces as ``previous`` until it is complete."""
+        try:
+            save_checkpoint(
+                self.run_dir / CHECKPOINT_DIR, tag, model=self.model, ema_model=self.ema,
+                config=self.config.to_dict(), step=self.step, metrics=metrics,
+                train_state=self._train_state() if with_state else None, keep_previous=with_state,
+            )
+        except OSError as err:  # full disk, quota, permissions: the earlier complete checkpoint stays
+            raise UserError(
+                f"cannot write checkpoint {tag} at step {self.step} in {self.run_dir / CHECKPOINT_DIR}: "
+                f"{err.strerror or err}; the previous complete checkpoint is intact (--resume continues it)"
+            ) from err
 
     # ----- logging and validation (rank 0) ------------------------------------------------------
     def _log(self, message: str, echo: bool = True) -> None:
@@ -321,9 +336,19 @@ class Trainer:
         with autocast(self.device, self.config.train.precision):
             pred = self.ddp_model(lq)
         loss = self.loss_fn(pred, gt)
-        if not self.scaler.is_enabled() and not torch.isfinite(loss):
-            raise UserError(f"training diverged: loss is {loss.item()} at step {self.step}; lower optim.lr")
+        skip = self.config.train.nonfinite_loss == "skip"
+        if not self.scaler.is_enabled() and not skip and not torch.isfinite(loss):
+            raise UserError(f"training diverged: loss is {loss.item()} at step {self.step}; lower optim.lr "
+                            "(or set train.nonfinite_loss=skip); no checkpoint was written with it")
         self.scaler.scale(loss).backward()
+        if skip and not self.scaler.is_enabled() and not self._finite_gradients():
+            # Gradients are all-reduced, so every rank sees the same non-finite value and skips together.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.skipped_steps += 1
+            self._log(f"step {self.step}: loss {loss.item()} or its gradient is not finite; step skipped "
+                      f"({self.skipped_steps} so far)")
+            return math.nan
         if self.config.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
@@ -335,13 +360,18 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return loss.item()
 
+    def _finite_gradients(self) -> bool:
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return not grads or bool(torch.isfinite(nn.utils.get_total_norm(grads)))
+
     def _due(self, interval: int) -> bool:
         """Whether an every-``interval`` action falls on this step (the last step always counts)."""
         return (interval > 0 and self.step % interval == 0) or self.step == self.config.train.iters
 
     def _report(self, losses: list[float], bar: tqdm) -> None:
         """Log the mean loss since the last report (over all ranks) and the learning rate."""
-        loss = mean_across_ranks(sum(losses) / len(losses), self.ctx, self.device)
+        finite = [x for x in losses if math.isfinite(x)] or [math.nan]  # skipped steps do not count
+        loss = mean_across_ranks(sum(finite) / len(finite), self.ctx, self.device)
         lr = self.scheduler.get_last_lr()[0]
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if self.writer is not None:
@@ -355,6 +385,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.run_dir / CHECKPOINT_DIR)  # left by a save that was killed
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
             self.log_file = open(self.run_dir / "train.log", "a")  # noqa: SIM115 - closed in finally
         try:
@@ -412,16 +443,24 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict[
     ``train.iters`` on resume stretches the remaining schedule. Returns the last validation metrics.
     """
     run_dir = Path(run_dir)
-    last = run_dir / CHECKPOINT_DIR / "last.json"
-    if resume and not last.is_file():
-        raise UserError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR} (expected last.safetensors)")
-    if not resume and last.is_file():
+    checkpoint, problems = latest_valid_checkpoint(run_dir / CHECKPOINT_DIR)
+    if resume and checkpoint is None:
+        found = f" ({'; '.join(problems)})" if problems else ""
+        raise UserError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR} (expected a complete "
+                        f"last.safetensors){found}")
+    if not resume and checkpoint is not None:
         raise UserError(f"{run_dir} already holds a checkpoint; pass --resume or choose another --out")
+    if resume:
+        for problem in problems:  # a crash or corruption: fall back to the other, older checkpoint
+            note = f"warning: {problem}; resuming from {checkpoint.name}"
+            print(note, file=sys.stderr)
+            with open(run_dir / "train.log", "a") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
     device = resolve_device(config.train.device, context_from_env().local_rank)
     with distributed_session(device) as ctx:
         trainer = Trainer(config, run_dir, device, ctx)
         if resume:
-            trainer.resume(last.with_suffix(".safetensors"))
+            trainer.resume(checkpoint)
         if ctx.is_main:
             name = f"config.resume-{trainer.step}.yaml" if resume else "config.yaml"
             save_config(config, run_dir / name)
