@@ -173,8 +173,8 @@ def test_errors_name_the_path(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(UserError, match="broken.png"):
         load_image(tmp_path / "broken.png")
-    with pytest.raises(UserError, match="cannot save '.jpg'"):
-        save_image(tmp_path / "out.jpg", _pixels(3))
+    with pytest.raises(UserError, match="cannot save '.gif'"):
+        save_image(tmp_path / "out.gif", _pixels(3))
     with pytest.raises(UserError, match="not a folder"):
         list_images(tmp_path / "nowhere")
 
