@@ -96,6 +96,8 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Loaded
         raise UserError(f"unsupported image type '{suffix}' (expected one of {expected}): {path}")
     if not path.is_file():
         raise UserError(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read image {path}: the file is empty (0 bytes)")
     readers = {".npy": _read_npy, ".dcm": _read_dicom, ".nii": _read_nifti, ".nii.gz": _read_nifti,
                ".tif": _read_tiff, ".tiff": _read_tiff}
     try:

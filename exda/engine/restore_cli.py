@@ -4,15 +4,23 @@ Without ``--checkpoint`` the default photo model restores photos and the default
 NIfTI files (``--model`` chooses). Any size: when a whole-image pass would exceed ``--max-memory``, the
 image is tiled automatically (one line says so); ``--tile`` sets tiles by hand. 8/16-bit PNG, JPEG,
 TIFF, grayscale or RGB; alpha is set aside and re-attached. Outputs keep the source precision (16-bit
-in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy`` stays ``.npy``).
-Inputs are never overwritten. The model runs on the fast inference path (exda/engine/fast.py).
+in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy`` stays ``.npy``), unless
+``-o`` names a ``.jpg`` / ``.webp`` file (``--quality``). The model runs on the fast inference path
+(exda/engine/fast.py).
+
+Reliability: every output path is checked (supported type, writable folder, never an input) before any
+model runs; each output is written atomically. A folder run restores every file it can, prints one line
+per file that fails and a summary, and exits 1 when any failed (2 for a usage error, as everywhere).
+Images above ``--max-pixels`` are refused from their header (a decompression-bomb guard).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +28,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from exda.data.io import image_stem, image_suffix, list_images, load_image, save_image, to_numpy, to_tensor
+from exda.data.io import (
+    DEFAULT_MAX_PIXELS,
+    SAVE_SUFFIXES,
+    image_stem,
+    image_suffix,
+    list_images,
+    load_image,
+    save_image,
+    to_numpy,
+    to_tensor,
+)
 from exda.data.transforms import match_channels
 from exda.engine.backends import BACKENDS, build_backend
 from exda.engine.checkpoint import load_for_inference
@@ -59,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-memory", default=None, metavar="SIZE",
                         help="tile automatically when a whole-image pass would need more than SIZE "
                              "(e.g. 2G; default: a quarter of the available memory, at most 2 GiB)")
+    parser.add_argument("--quality", type=int, default=95, metavar="Q",
+                        help="JPEG / WebP output quality, 1-100 (default 95)")
+    parser.add_argument("--max-pixels", default=None, metavar="N",
+                        help=f"refuse images of more than N pixels, read from the header before decoding "
+                             f"(a decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,}); raise it on purpose "
+                             "for huge images, e.g. 4e8")
     add_inference_arguments(parser)
 
 
@@ -107,6 +131,49 @@ def peak_memory_line(device: torch.device) -> str:
 def _output_name(src: Path) -> str:
     suffix = image_suffix(src)
     return image_stem(src) + (suffix if suffix in _KEEP_SUFFIXES else ".png")
+
+
+def parse_max_pixels(text: str | None) -> int:
+    """--max-pixels as a positive integer (``400000000``, ``4e8``, ``400_000_000``)."""
+    if text is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = 0.0
+    if not (value >= 1 and value < float("inf")):
+        raise UserError(f"--max-pixels must be a positive number of pixels like 400000000 or 4e8, got {text!r}")
+    return int(value)
+
+
+def _check_folder_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove a file can be made in it; one clear line otherwise."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write outputs to {folder}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".exda-write-check-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"cannot write outputs to {folder}: {err.strerror or err}") from None
+
+
+def check_outputs(pairs: list[tuple[Path, Path]], quality: int) -> None:
+    """Every destination: a type we can write, not a folder, in a writable folder; before any model runs."""
+    if not 1 <= quality <= 100:
+        raise UserError(f"--quality must be 1-100, got {quality}")
+    for _, dst in pairs:
+        if image_suffix(dst) not in SAVE_SUFFIXES:
+            raise UserError(f"cannot write '{image_suffix(dst) or dst.name}' files (use one of "
+                            f"{', '.join(SAVE_SUFFIXES)}): {dst}")
+        if dst.is_dir():
+            raise UserError(f"output {dst} is a folder; give a file name or a folder input")
+    for folder in dict.fromkeys(dst.parent for _, dst in pairs):
+        _check_folder_writable(folder)
 
 
 def plan_outputs(input_path: Path, output: Path | None) -> list[tuple[Path, Path]]:
@@ -168,13 +235,19 @@ def memory_budget(text: str | None) -> int:
 
 def restore_file(
     model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, budget: int,
-    in_channels: int = 3, width: int = 64,
+    in_channels: int = 3, width: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 95,
 ) -> int | None:
     """Load, restore (tiled when asked or when the whole image would exceed ``budget``) and save one
     image, keeping its bit depth and alpha. ``model`` maps fp32 tensors to fp32 tensors; ``width`` is the
     network's full-resolution feature width, for the memory estimate. Returns the tile size used (None:
     whole image)."""
-    image = load_image(src)
+    image = load_image(src, max_pixels=max_pixels)
+    if image.nonfinite:
+        print(f"exda restore: {src.name} holds {image.nonfinite} NaN/Inf values; restored with them replaced "
+              "by the finite minimum (NaN, -Inf) or maximum (+Inf)", file=sys.stderr)
+    if image.alpha is not None and image_suffix(dst) in (".jpg", ".jpeg"):
+        print(f"exda restore: {src.name} has an alpha channel, which JPEG cannot store; {dst.name} drops it",
+              file=sys.stderr)
     pixels, to_gray = _fit_channels(image.pixels, in_channels, src)
     x = to_tensor(pixels).unsqueeze(0)
     h, w = x.shape[-2:]
@@ -186,7 +259,10 @@ def restore_file(
     restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, progress=True)[0].clamp(0, 1))
     if to_gray:
         restored = match_channels(restored, 1)
-    save_image(dst, restored, bit_depth=image.bit_depth, alpha=image.alpha)
+    try:
+        save_image(dst, restored, bit_depth=image.bit_depth, alpha=image.alpha, quality=quality)
+    except OSError as err:  # full disk, quota, a folder that became read-only: the temp file is gone
+        raise UserError(f"cannot write {dst}: {err.strerror or err}") from err
     return tile
 
 
@@ -209,26 +285,77 @@ def inference_model(net: nn.Module, backend: str, precision: str) -> nn.Module:
     return BackendModel(build_backend(backend, net, bf16=fast.bf16 and backend == "openvino"))
 
 
+def _failure_line(err: Exception) -> str:
+    """One line for a file that could not be restored (the path is in a UserError's own message)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, UserError):
+        return text
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    return f"{type(err).__name__}: {text}"
+
+
+class _Models:
+    """The restorer each input gets: the --checkpoint for all, or the default model of its kind (photo,
+    or medical for DICOM / NIfTI with --model auto), each loaded once, on first use, with one line."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device, count: dict[str, int]) -> None:
+        self.args, self.device, self.count = args, device, count
+        self.loaded: dict[str, tuple[nn.Module, nn.Module]] = {}
+        if args.checkpoint is not None:  # a wrong --checkpoint fails now, before any image
+            self.get(args.checkpoint)
+
+    def kind(self, src: Path) -> str:
+        return self.args.model if self.args.model != "auto" else default_kind(image_suffix(src))
+
+    def get(self, src: Path) -> tuple[nn.Module, nn.Module]:
+        """(inference model, network) for ``src``."""
+        key = "checkpoint" if self.args.checkpoint is not None else self.kind(src)
+        if key not in self.loaded:
+            path = self.args.checkpoint if key == "checkpoint" else default_checkpoint(key)
+            net, info = load_for_inference(path, device=self.device)
+            if key != "checkpoint":
+                params = sum(p.numel() for p in net.parameters())
+                files = self.count[key]
+                used_for = f" for {files} file{'s' if files != 1 else ''}" if sum(self.count.values()) > 1 else ""
+                print(f"exda restore: default {key} model ({info['model_name']}, {params / 1e6:.2f}M parameters, "
+                      f"step {info['step']}; docs/model_card.md){used_for}", file=sys.stderr)
+            precision = "bf16" if self.args.bf16 else self.args.precision
+            self.loaded[key] = (inference_model(net, self.args.backend, precision), net)
+        return self.loaded[key]
+
+
 def run(args: argparse.Namespace) -> int:
+    """Restore every input; returns 0 when all were restored, 1 when any failed (each named on one line)."""
     check_tiling(args.tile, args.tile_overlap)
+    max_pixels = parse_max_pixels(args.max_pixels)
     pairs = plan_outputs(args.input, args.output)
+    check_outputs(pairs, args.quality)
     budget = memory_budget(args.max_memory)
     device = inference_device(args.device)
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        kind = args.model if args.model != "auto" else default_kind(image_suffix(pairs[0][0]))
-        checkpoint = default_checkpoint(kind)
-    net, info = load_for_inference(checkpoint, device=device)
-    if args.checkpoint is None:
-        params = sum(p.numel() for p in net.parameters())
-        print(f"exda restore: default {kind} model ({info['model_name']}, {params / 1e6:.2f}M parameters, "
-              f"step {info['step']}; docs/model_card.md)", file=sys.stderr)
-    precision = "bf16" if args.bf16 else args.precision
-    model = inference_model(net, args.backend, precision)
+    kinds = [default_kind(image_suffix(src)) if args.model == "auto" else args.model for src, _ in pairs]
+    models = _Models(args, device, {kind: kinds.count(kind) for kind in kinds})
+    single = len(pairs) == 1 and not args.input.is_dir()
+    failed: list[Path] = []
     for src, dst in tqdm(pairs, desc="images", unit="img", disable=len(pairs) == 1):
-        restore_file(model, src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
-                     in_channels=net.in_channels, width=first_width(net))
-    where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
-    print(f"restored {len(pairs)} image{'s' if len(pairs) != 1 else ''} -> {where}")
+        try:
+            model, net = models.get(src)
+            restore_file(model, src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
+                         in_channels=net.in_channels, width=first_width(net), max_pixels=max_pixels,
+                         quality=args.quality)
+        except Exception as err:  # one bad file must not stop the folder; each failure is one line
+            if single and isinstance(err, (UserError, OSError, MemoryError)):
+                raise UserError(_failure_line(err)) from err
+            if single:
+                raise
+            failed.append(src)
+            tqdm.write(f"exda restore: failed: {src.name}: {_failure_line(err)}", file=sys.stderr)
+    restored = len(pairs) - len(failed)
+    where = pairs[0][1] if single else pairs[0][1].parent
+    if failed:
+        print(f"{restored} restored, {len(failed)} failed: {', '.join(src.name for src in failed)}"
+              + (f" (outputs in {where})" if restored else ""))
+    else:
+        print(f"restored {restored} image{'s' if restored != 1 else ''} -> {where}")
     print(peak_memory_line(device))
-    return 0
+    return 1 if failed else 0
