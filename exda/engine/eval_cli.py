@@ -16,7 +16,7 @@ from exda.engine.restore_cli import CHECKPOINT_HELP, add_inference_arguments, ch
 from exda.errors import UserError
 
 SAMPLES = "samples"  # --data value meaning the built-in sample photos
-GRID_IMAGES = 4
+GRID_PER_TASK = 1  # comparison.png: the first image of every task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         model, dataset, device=device, crop_border=args.crop_border, y_channel=args.y_channel,
         ssim_gaussian=args.ssim_gaussian or medical, data_range_from_gt=medical, bf16=args.bf16,
         max_items=args.max_items, tile=args.tile, tile_overlap=args.tile_overlap,
-        keep_images=GRID_IMAGES, progress=True,
+        keep_per_task=GRID_PER_TASK, progress=True,
     )
     data_name = SAMPLES if root is None else root.resolve().name
     result.settings.update(checkpoint=str(checkpoint), model=info["model_name"], step=info["step"],

@@ -27,6 +27,7 @@ from exda.atomic import atomic_write
 from exda.data import collate_restoration
 from exda.engine.tiling import restore
 from exda.errors import UserError
+from exda.figures import save_image_grid
 from exda.metrics import gt_data_range, psnr, rmse, ssim
 
 Triplet = tuple[Tensor, Tensor, Tensor]  # (input, restored, target), each C x H x W on the CPU
@@ -42,6 +43,7 @@ class EvalResult:
     per_image: list[dict[str, Any]]
     settings: dict[str, Any]
     triplets: list[Triplet] = field(default_factory=list)
+    triplet_labels: list[str] = field(default_factory=list)  # "task/name" of each kept triplet
 
     def to_markdown(self) -> str:
         """A table with one row per task: input PSNR/SSIM | restored PSNR/SSIM | RMSE | n."""
@@ -73,9 +75,8 @@ class EvalResult:
         _write_text(Path(path), json.dumps(finite_or_none(record), indent=2) + "\n")
 
     def save_grid(self, path: str | Path) -> None:
-        """Save the kept triplets as a comparison grid labelled with image names."""
-        labels = [f"{r['task']}/{r['name']}" for r in self.per_image[: len(self.triplets)]]
-        save_comparison_grid(self.triplets, path, labels=labels)
+        """Save the kept triplets as a comparison grid labelled with task and image names."""
+        save_comparison_grid(self.triplets, path, labels=self.triplet_labels)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -138,9 +139,13 @@ def evaluate_model(
     tile: int | None = None,
     tile_overlap: int = 32,
     keep_images: int = 0,
+    keep_per_task: int = 0,
     progress: bool = False,
 ) -> EvalResult:
     """Restore every item of ``dataset`` and score it against its ground truth.
+
+    The result keeps (input, restored, target) of the first ``keep_images`` items, and of the first
+    ``keep_per_task`` items of every task, for comparison grids.
 
     Items follow the dataset contract ``{"lq", "gt", "task", "name", "params"}``. Images may differ in
     size, so keep ``batch_size=1`` unless they match. The model runs in eval mode under inference mode
@@ -157,6 +162,8 @@ def evaluate_model(
                "gt_range": data_range_from_gt}
     per_image: list[dict[str, Any]] = []
     triplets: list[Triplet] = []
+    labels: list[str] = []
+    kept_per_task: dict[str, int] = {}
     try:
         for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
             lq, gt = batch["lq"].float(), batch["gt"].float()
@@ -172,13 +179,16 @@ def evaluate_model(
                 row.update({f"input_{k}": v[i].item() for k, v in before.items()})
                 row.update({k: v[i].item() for k, v in after.items()})
                 per_image.append(row)
-                if len(triplets) < keep_images:
+                task = row["task"]
+                if len(triplets) < keep_images or kept_per_task.get(task, 0) < keep_per_task:
+                    kept_per_task[task] = kept_per_task.get(task, 0) + 1
                     triplets.append((lq[i].clone(), restored[i].clone(), gt[i].clone()))
+                    labels.append(f"{task}/{row['name']}")
     finally:
         model.train(was_training)
     settings = {"crop_border": crop_border, "y_channel": y_channel, "ssim_gaussian": ssim_gaussian,
                 "data_range_from_gt": data_range_from_gt, "tile": tile, "bf16": bf16}
-    return EvalResult(_summarise(per_image), per_image, settings, triplets)
+    return EvalResult(_summarise(per_image), per_image, settings, triplets, labels)
 
 
 def save_comparison_grid(
@@ -187,30 +197,18 @@ def save_comparison_grid(
     titles: tuple[str, str, str] = ("input", "restored", "target"),
     labels: Sequence[str] | None = None,
 ) -> None:
-    """Save rows of (input, restored, target) side by side; captions give input and restored PSNR.
+    """Save one row of (input, restored, target) per triplet; captions give input and restored PSNR.
 
-    The target column is captioned with ``labels[row]`` (e.g. the image name) when given.
+    The input is captioned with ``labels[row]`` (e.g. task/image) when given.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not triplets:
         raise ValueError("no images to put in a comparison grid")
-    fig = Figure(figsize=(3 * 3.2, 3.4 * len(triplets)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(triplets), 3, squeeze=False)
+    rows = []
     for row, (lq, restored, gt) in enumerate(triplets):
         target = gt.unsqueeze(0).double()
         scores = [psnr(img.unsqueeze(0).clamp(0, 1).double(), target).item() for img in (lq, restored)]
-        target_caption = f"{titles[2]}: {labels[row]}" if labels is not None else titles[2]
-        captions = (f"{titles[0]}: {scores[0]:.2f} dB", f"{titles[1]}: {scores[1]:.2f} dB", target_caption)
-        for ax, img, caption in zip(axes[row], (lq, restored, gt), captions, strict=True):
-            pixels = img.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-            if pixels.shape[2] == 1:
-                ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)
-            else:
-                ax.imshow(pixels)
-            ax.set_title(caption, fontsize=9)
-            ax.set_axis_off()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100))
+        prefix = f"{labels[row]}: " if labels else ""
+        captions = (f"{prefix}{titles[0]} {scores[0]:.2f} dB", f"{titles[1]} {scores[1]:.2f} dB", titles[2])
+        images = [img.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() for img in (lq, restored, gt)]
+        rows.append(list(zip(images, captions, strict=True)))
+    save_image_grid(rows, path, cell_height=2.6)
