@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -76,6 +76,35 @@ def _keep_as_previous(directory: Path, tag: str) -> None:
         else:
             dst[suffix].unlink(missing_ok=True)
     _link_or_copy(src[INFO_SUFFIX], dst[INFO_SUFFIX])
+
+
+class _WriteErrorKeeper:
+    """A binary file whose first OSError is kept: torch.save reports a failed write (full disk) only as a
+    RuntimeError from its zip writer, so :func:`_torch_save` raises the OSError behind it instead."""
+
+    def __init__(self, fh) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    with open(path, "wb") as fh:
+        keeper = _WriteErrorKeeper(fh)
+        try:
+            torch.save(obj, keeper)
+        except RuntimeError:
+            if keeper.error is not None:
+                raise keeper.error from None
+            raise
 
 
 def remove_stale_temp_files(directory: str | Path) -> list[Path]:
@@ -144,10 +173,12 @@ def save_checkpoint(
     # The JSON marks a complete checkpoint: drop it first so a crash mid-save never leaves a stale one.
     info.unlink(missing_ok=True)
     if train_state is not None:
-        atomic_write(state, lambda tmp: torch.save(train_state, tmp))
+        atomic_write(state, lambda tmp: _torch_save(train_state, tmp))
     else:
         state.unlink(missing_ok=True)
-    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    # Serialised in memory, then written by Python, so a full disk is an OSError (not a SafetensorError).
+    payload = safetensors_bytes(tensors, metadata=metadata)
+    atomic_write(weights, lambda tmp: tmp.write_bytes(payload))
     from exda.engine.evaluate import finite_or_none  # strict JSON: an identity task scores inf dB
 
     files = {WEIGHTS_SUFFIX: file_digest(weights)}
@@ -327,6 +358,11 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     _refuse_corrupt(path, complete=True)
     metadata, groups = _read_weights(path)
     record = _read_info(path)
+    try:  # weights_only: tensors and plain containers, never code from the file
+        train_state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # an UnpicklingError for anything else; a RuntimeError for a damaged file
+        raise UserError(f"{state_path} is not a readable exda training state ({type(err).__name__}); "
+                        "it holds something other than tensors and plain values, or is damaged") from err
     return {
         "model_name": metadata.get("model_name", ""),
         "model_kwargs": json.loads(metadata.get("model_kwargs", "{}")),
@@ -335,5 +371,5 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         "ema": groups["ema"],
         "config": record.get("config", {}),
         "metrics": record.get("metrics", {}),
-        "train_state": torch.load(state_path, map_location="cpu", weights_only=True),
+        "train_state": train_state,
     }

@@ -18,6 +18,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from bisect import bisect_right
 from collections.abc import Iterator
 from functools import partial
@@ -344,7 +345,9 @@ class Trainer:
         if skip and not self.scaler.is_enabled() and not self._finite_gradients():
             # Gradients are all-reduced, so every rank sees the same non-finite value and skips together.
             self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
+            with warnings.catch_warnings():  # a skipped first step is meant: the schedule follows the step
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                self.scheduler.step()
             self.skipped_steps += 1
             self._log(f"step {self.step}: loss {loss.item()} or its gradient is not finite; step skipped "
                       f"({self.skipped_steps} so far)")
