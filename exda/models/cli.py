@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
+import torch
+
+from exda import __version__
+from exda.atomic import atomic_write
 from exda.errors import UserError
 from exda.models.profile import profile_model
 from exda.models.promptir import PROMPTS
@@ -18,30 +25,49 @@ def backbone_of(name: str) -> str | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="square input size for FLOPs (default 256)")
     parser.add_argument("--filter", default="", help="only models whose name contains this text")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                        help="also write the table as JSON (benchmarks/results/models.json is made this way; "
+                             "the README's figures are tested against it)")
+
+
+def model_rows(size: int = 256, name_filter: str = "") -> list[dict[str, Any]]:
+    """One row per registered model: parameters, FLOPs at 1 x C x size x size and, for an ExDA variant,
+    its overhead in % over the backbone (PromptIR: the live network without its never-called convs)."""
+    rows = []
+    for name in list_models():
+        if name_filter not in name:
+            continue
+        params, flops = profile_model(name, (size, size))
+        row: dict[str, Any] = {"model": name, "parameters": params, "flops": flops, "backbone": backbone_of(name)}
+        if row["backbone"] is not None:
+            base_params, base_flops = _live_backbone(row["backbone"], size)
+            row["backbone_parameters"], row["backbone_flops"] = base_params, base_flops
+            row["params_overhead_pct"] = 100 * (params / base_params - 1)
+            row["flops_overhead_pct"] = 100 * (flops / base_flops - 1)
+        rows.append(row)
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
     if args.size < 8:
         raise UserError(f"--size must be at least 8 px, got {args.size}")
-    rows = []
-    stats: dict[str, tuple[int, int]] = {}
-    for name in list_models():
-        if args.filter not in name:
-            continue
-        stats[name] = profile_model(name, (args.size, args.size))
+    rows = model_rows(args.size, args.filter)
     print(f"| model | parameters | GFLOPs @{args.size} | ExDA params overhead | ExDA FLOPs overhead |")
     print("|---|---:|---:|---:|---:|")
-    for name, (params, flops) in stats.items():
-        base = backbone_of(name)
+    for row in rows:
         overhead = ("", "")
-        if base is not None:
-            base_params, base_flops = _live_backbone(base, args.size)
-            overhead = (f"{100 * (params / base_params - 1):+.2f}%", f"{100 * (flops / base_flops - 1):+.2f}%")
-        rows.append(f"| {name} | {params:,} | {flops / 1e9:.1f} | {overhead[0]} | {overhead[1]} |")
-    print("\n".join(rows))
-    if "promptir" in stats:
+        if row["backbone"] is not None:
+            overhead = (f"{row['params_overhead_pct']:+.2f}%", f"{row['flops_overhead_pct']:+.2f}%")
+        print(f"| {row['model']} | {row['parameters']:,} | {row['flops'] / 1e9:.1f} | {overhead[0]} | {overhead[1]} |")
+    if any(row["model"] == "promptir" for row in rows):
         print("\npromptir's count includes 215,296 parameters of six convolutions the original PromptIR "
               "defines but never calls; ExDA overheads are against the live network without them.")
+    if args.json is not None:
+        record = {"command": f"exda models --size {args.size}" + (f" --filter {args.filter}" if args.filter else ""),
+                  "size": args.size, "exda_version": __version__, "torch": torch.__version__, "rows": rows}
+        text = json.dumps(record, indent=1) + "\n"
+        atomic_write(args.json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -1,0 +1,211 @@
+"""The figures quoted in README.md and the docs must equal the committed results files they come from.
+
+Each claim is a pattern in a document and the strings the results file says it must show. When a
+benchmark is re-run (or `exda models --json benchmarks/results/models.json` after a model change), this
+test names every sentence that went stale. Any ExDA overhead written as +N.NN% must be one of the claims.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from exda import __version__
+from exda.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def model(name: str) -> dict:
+    rows = {row["model"]: row for row in load("models.json")["rows"]}
+    return rows[name]
+
+
+def pct(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+def overheads(name: str) -> tuple[str, str]:
+    """ExDA's parameter and FLOP overhead (%) over its backbone, as quoted."""
+    row = model(name)
+    return pct(row["params_overhead_pct"]), pct(row["flops_overhead_pct"])
+
+
+def gflops(row: dict) -> str:
+    return f"{row['flops'] / 1e9:.1f}"
+
+
+def speed_rows(name: str) -> list[dict]:
+    return load(name)["rows"]
+
+
+def ratio(rows: list[dict], backbone: str, precision: str) -> str:
+    return next(f"{r['ratio']:.2f}" for r in rows if r["backbone"] == backbone and r["precision"] == precision)
+
+
+def peak_memory_range() -> tuple[str, str]:
+    """Smallest and largest peak-memory increase (%) of ExDA over its backbone, H200 training step."""
+    changes = [100 * (r["variant_peak_gib"] / r["backbone_peak_gib"] - 1) for r in speed_rows("model_speed_h200.json")]
+    return f"{min(changes):.0f}", f"{max(changes):.0f}"
+
+
+def cpu_ratio_range() -> tuple[str, str]:
+    ratios = [r["ratio"] for r in speed_rows("model_speed_cpu.json")]
+    return f"{min(ratios):.2f}", f"{max(ratios):.2f}"
+
+
+def bf16_range(name: str) -> tuple[str, str]:
+    ratios = [r["ratio"] for r in speed_rows(name) if r["precision"] == "bf16"]
+    return f"{min(ratios):.2f}", f"{max(ratios):.2f}"
+
+
+def tiling_range(tile: int) -> tuple[str, str]:
+    values = [r[f"tile{tile}_vs_whole_psnr"] for r in load("tiling_agreement.json")["rows"]]
+    return f"{min(values):.0f}", f"{max(values):.0f}"
+
+
+def h200_ratios() -> tuple[str, ...]:
+    rows = speed_rows("model_speed_h200.json")
+    return tuple(ratio(rows, b, p) for b in ("restormer", "promptir") for p in ("fp32", "bf16"))
+
+
+def score(psnr: float, ssim: float) -> str:
+    return "identical" if math.isinf(psnr) else f"{psnr:.2f} / {ssim:.4f}"
+
+
+def default_model_rows() -> list[tuple[str, ...]]:
+    out = []
+    for r in load("default_model.json")["photo"]["rows"]:
+        delta = "" if math.isinf(r["baseline_psnr"]) else f"{r['restored_psnr'] - r['baseline_psnr']:+.2f} dB"
+        out.append((r["degradation"], score(r["input_psnr"], r["input_ssim"]),
+                    score(r["restored_psnr"], r["restored_ssim"]), r["baseline"],
+                    score(r["baseline_psnr"], r["baseline_ssim"]), delta))
+    return out
+
+
+def design_table_row(name: str) -> tuple[str, ...]:
+    row = model(name)
+    return count(row["parameters"]), gflops(row)
+
+
+# (document, pattern, expected groups). Patterns allow line breaks wherever the text may wrap.
+Claim = tuple[str, str, Callable[[], tuple[str, ...]]]
+CLAIMS: dict[str, Claim] = {
+    "readme backbone parameters": (
+        "README.md", r"Restormer \(([\d,]+) parameters\) and PromptIR \(([\d,]+)\)",
+        lambda: (count(model("restormer")["parameters"]), count(model("promptir")["parameters"]))),
+    "readme ExDA overheads": (
+        "README.md", r"ExDA adds \+([\d.]+)% parameters and \+([\d.]+)% FLOPs to Restormer\s+"
+                     r"\(\+([\d.]+)% / \+([\d.]+)% to PromptIR\)",
+        lambda: overheads("exda_restormer") + overheads("exda_promptir")),
+    "readme wall-clock": (
+        "README.md", r"takes ([\d.]+)x Restormer's time in fp32 and ([\d.]+)x in bf16, with\s+"
+                     r"\+(\d+)% \(fp32\) to \+(\d+)% \(bf16\) peak memory; on this CPU the small size costs\s+"
+                     r"([\d.]+)x-([\d.]+)x",
+        lambda: (*h200_ratios()[:2], *peak_memory_range(), *cpu_ratio_range())),
+    "readme default model size": (
+        "README.md", r"`exda_restormer_tiny` with both ExDA primitives \(([\d,]+) parameters,.*?"
+                     r"a ([\d,]+)-parameter 1-channel medical model",
+        lambda: (count(load("default_model.json")["photo"]["parameters"]),
+                 count(load("default_model.json")["medical"]["parameters"]))),
+    "readme tiling agreement": (
+        "README.md", r"tiles of 256 px stay (\d+)-(\d+) dB from the whole-image result\s+"
+                     r"\(tiles of 128: (\d+)-(\d+) dB\)",
+        lambda: (*tiling_range(256), *tiling_range(128))),
+    "design restormer": (
+        "docs/design.md", r"`restormer` has exactly Restormer's ([\d,]+) parameters.*?and ([\d.]+) GFLOPs at 256x256",
+        lambda: design_table_row("restormer")),
+    "design promptir": (
+        "docs/design.md", r"exactly PromptIR's published ([\d,]+) parameters and ([\d.]+) GFLOPs.*?"
+                          r"against the live PromptIR network \(([\d,]+) parameters\)",
+        lambda: (*design_table_row("promptir"), count(model("exda_promptir")["backbone_parameters"]))),
+    "design value transform cost": (
+        "docs/design.md", r"\| `dwconv_gelu` \(\*\*default\*\*\) \| [^|]+\| 9 per channel per block: "
+                          r"\+([\d,]+) \(\+([\d.]+)%\)",
+        lambda: (count(model("exda_restormer")["parameters"] - model("restormer")["parameters"]),
+                 pct(model("exda_restormer")["params_overhead_pct"]))),
+    "design default choice": (
+        "docs/design.md", r"choice \(\+([\d.]+)% parameters, \+([\d.]+)% FLOPs\)",
+        lambda: (pct(model("exda_restormer")["params_overhead_pct"]),
+                 pct(model("exda_restormer")["flops_overhead_pct"], 1))),
+    "design cost table": (
+        "docs/design.md", r"\| restormer \| ([\d,]+) \| ([\d.]+) \| \|\n"
+                          r"\| exda_restormer \| ([\d,]+) \| ([\d.]+) \| \+([\d.]+)% params, \+([\d.]+)% FLOPs \|\n"
+                          r"\| promptir \| ([\d,]+) \| ([\d.]+) \| \|\n"
+                          r"\| exda_promptir \| ([\d,]+) \| ([\d.]+) \| \+([\d.]+)% params, \+([\d.]+)% FLOPs",
+        lambda: (*design_table_row("restormer"),
+                 *design_table_row("exda_restormer"), pct(model("exda_restormer")["params_overhead_pct"]),
+                 pct(model("exda_restormer")["flops_overhead_pct"]),
+                 *design_table_row("promptir"),
+                 *design_table_row("exda_promptir"), pct(model("exda_promptir")["params_overhead_pct"]),
+                 pct(model("exda_promptir")["flops_overhead_pct"]))),
+    "design wall-clock": (
+        "docs/design.md", r"exda_restormer / restormer = ([\d.]+) \(fp32\) and ([\d.]+) \(bf16\);\s+"
+                          r"exda_promptir / promptir = ([\d.]+) and ([\d.]+); peak memory \+(\d+)% \(fp32\) to "
+                          r"\+(\d+)% \(bf16\)\. On the 2-core CPU\s+\(small size, batch 2, 96 px\) the ratio is "
+                          r"([\d.]+)-([\d.]+)\.",
+        lambda: (*h200_ratios(), *peak_memory_range(), *cpu_ratio_range())),
+    "design split path": (
+        "docs/design.md", r"bf16 ([\d.]+)-([\d.]+) before, ([\d.]+)-([\d.]+) after",
+        lambda: (*bf16_range("model_speed_h200_concat_path.json"), *bf16_range("model_speed_h200.json"))),
+    "model card tiny FLOPs": (
+        "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
+        lambda: design_table_row("exda_restormer_tiny")),
+}
+
+
+def document(name: str) -> str:
+    return (ROOT / name).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("claim", list(CLAIMS))
+def test_quoted_figures_match_the_results_files(claim: str) -> None:
+    doc, pattern, expected = CLAIMS[claim]
+    match = re.search(pattern, document(doc), flags=re.DOTALL)
+    assert match is not None, f"{doc}: the sentence of claim '{claim}' is gone or reworded; update CLAIMS"
+    assert match.groups() == expected(), f"{doc}: '{claim}' quotes {match.groups()}, results say {expected()}"
+
+
+def test_readme_default_model_table_matches_its_results_file() -> None:
+    rows = re.findall(r"^\| (\w+) \| ([^|]+?) \| ([^|]+?) \| \((\w+)\) ([^|]+?) \| ([^|]*?) *\|$",
+                      document("README.md"), flags=re.MULTILINE)
+    assert [tuple(r) for r in rows] == default_model_rows()
+
+
+def test_every_overhead_percentage_is_a_checked_claim() -> None:
+    for doc in ("README.md", "docs/design.md"):
+        text = document(doc)
+        covered = [m.span() for _, (d, pattern, _) in CLAIMS.items() if d == doc
+                   for m in re.finditer(pattern, text, flags=re.DOTALL)]
+        for m in re.finditer(r"\+\d+\.\d+%", text):
+            assert any(a <= m.start() < b for a, b in covered), f"{doc}: unchecked figure {m.group()} at {m.start()}"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"exda {__version__}"
+
+
+def test_models_json_is_what_exda_models_prints_today(tmp_path: Path) -> None:
+    """The committed file equals a fresh run of the same code on the small variants (the large ones
+    take a minute; they come from the same function)."""
+    assert main(["models", "--filter", "restormer_test", "--json", str(tmp_path / "m.json")]) == 0
+    fresh = {row["model"]: row for row in json.loads((tmp_path / "m.json").read_text())["rows"]}
+    committed = {row["model"]: row for row in load("models.json")["rows"]}
+    for name, row in fresh.items():
+        assert committed[name] == pytest.approx(row), f"benchmarks/results/models.json is stale for {name}"
