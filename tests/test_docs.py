@@ -209,3 +209,10 @@ def test_models_json_is_what_exda_models_prints_today(tmp_path: Path) -> None:
     committed = {row["model"]: row for row in load("models.json")["rows"]}
     for name, row in fresh.items():
         assert committed[name] == pytest.approx(row), f"benchmarks/results/models.json is stale for {name}"
+
+
+def test_readme_counts_every_registered_degradation() -> None:
+    from exda.degradations import list_degradations
+
+    match = re.search(r"`exda degrade --list` names (\d+) degradations", document("README.md"))
+    assert match is not None and int(match.group(1)) == len(list_degradations())
