@@ -1,0 +1,335 @@
+"""AMIR (Yang et al., MICCAI 2024): all-in-one medical image restoration via task-adaptive routing.
+
+    image -> RIN (routing instruction: a softmax mix of learned atoms, from a small strided CNN)
+    image -> PatchEmbed -> [spatial routing (MoE) -> Encoder_l -> Down] x3 -> channel routing -> Latent ->
+    [Up -> concat skip -> reduce -> channel routing -> Decoder_l] x3 -> Refinement -> 3x3 conv -> + image
+
+The transformer blocks are Restormer's (MDTA + GDFN, with-bias layer norms). Spatial routing sends
+every pixel through the top 2 of 4 MLP experts chosen by noisy top-k gating on [pixel, instruction]
+(Shazeer et al. 2017), combined in log space as the official code does: log(sum_i g_i exp(e_i(x)));
+its load-balancing loss is returned for training. Channel routing is x + (x * gamma + beta) *
+sigmoid(fc(instruction)). ``amir`` is the configuration of the official training script
+(``main_train_AMIR.py`` of Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing):
+1 channel, dim 42, blocks (5, 7, 7, 9), 4 refinement blocks: 23,540,498 parameters.
+
+``exda_amir`` turns on the two ExDA primitives in every transformer block's attention, which is
+Restormer's transposed attention unchanged, so they enter exactly as in ``exda_restormer``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
+from exda.layers.attention import wide
+from exda.layers.global_token import GlobalTokenKind
+from exda.layers.value_transform import ValueTransformKind
+from exda.models.official import StateDict, official_mapping
+from exda.models.registry import register_model
+from exda.models.restormer import LEVELS
+
+NOISE_EPS = 1e-2  # floor of the gating noise's standard deviation
+CV_EPS = 1e-10
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int) -> torch.Tensor:
+    """Pad bottom and right to a multiple of ``multiple`` and at least ``minimum``: reflect, or replicate
+    when a side is too short to reflect."""
+    h, w = x.shape[-2:]
+    pad_h = max(minimum, h + (-h) % multiple) - h
+    pad_w = max(minimum, w + (-w) % multiple) - w
+    if not pad_h and not pad_w:
+        return x
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def cv_squared(x: torch.Tensor) -> torch.Tensor:
+    """Squared coefficient of variation (sample variance / mean^2) of a 1-D tensor; 0 for one element."""
+    if x.shape[0] == 1:
+        return x.new_zeros(())
+    x = x.to(wide(x.dtype))
+    return x.var() / (x.mean() ** 2 + CV_EPS)
+
+
+def normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+
+
+class ExpertMLP(nn.Module):
+    """One expert: Linear -> GELU -> Linear on pixel vectors."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class PixelMixtureOfExperts(nn.Module):
+    """Sparse per-pixel mixture of MLP experts with noisy top-k gating on [pixel, context] vectors.
+
+    ``forward`` returns (B x C x H x W, the load-balancing loss cv^2(importance) + cv^2(load) or None).
+    Gating noise is drawn in training only, as in the official code.
+    """
+
+    def __init__(self, dim: int, expansion: float, experts: int = 4, top_k: int = 2) -> None:
+        super().__init__()
+        if not 1 <= top_k <= experts:
+            raise ValueError(f"top_k must be in 1..{experts}, got {top_k}")
+        self.top_k = top_k
+        self.experts = nn.ModuleList(ExpertMLP(dim, int(dim * expansion)) for _ in range(experts))
+        self.w_gate = nn.Parameter(torch.randn(2 * dim, experts))
+        self.w_noise = nn.Parameter(torch.zeros(2 * dim, experts))
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, with_balance_loss: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, c, h, w = x.shape
+        pixels = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
+        gating_input = torch.cat([pixels, context[:, None, :].expand(b, h * w, c).reshape(b * h * w, c)], dim=1)
+        clean = gating_input @ self.w_gate
+        noise_std = None
+        logits = clean
+        if self.training:
+            noise_std = F.softplus(gating_input @ self.w_noise) + NOISE_EPS
+            logits = clean + torch.randn_like(clean) * noise_std
+        experts, k = len(self.experts), self.top_k
+        top_logits, top_index = logits.topk(min(k + 1, experts), dim=1)
+        gates = torch.zeros_like(logits).scatter(1, top_index[:, :k], top_logits[:, :k].softmax(dim=1))
+        out = self._combine(pixels, gates).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        if not with_balance_loss:
+            return out, None
+        if noise_std is not None and k < experts:  # smooth estimate of each expert's load
+            threshold_in, threshold_out = top_logits[:, k:k + 1], top_logits[:, k - 1:k]
+            load = torch.where(logits > threshold_in, normal_cdf((clean - threshold_in) / noise_std),
+                               normal_cdf((clean - threshold_out) / noise_std)).sum(0)
+        else:
+            load = (gates > 0).sum(0)
+        return out, cv_squared(gates.sum(0)) + cv_squared(load)
+
+    def _combine(self, pixels: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """log(sum_i g_i exp(expert_i(x))) over the experts with a non-zero gate, each run only on its
+        pixels (in the official expert order, so sums add up in the same order)."""
+        acc = wide(pixels.dtype)
+        combined = pixels.new_zeros(pixels.shape, dtype=acc)
+        for i, expert in enumerate(self.experts):
+            if pixels.device.type == "meta":
+                # Shapes only (FLOP counting): every pixel goes to top_k experts, and an expert's cost is
+                # linear in its rows, so an even split counts the same total.
+                rows = torch.arange(len(pixels) * self.top_k // len(self.experts), device=pixels.device)
+            else:
+                rows = gates[:, i].nonzero().squeeze(1)
+            weighted = expert(pixels.index_select(0, rows)).to(acc).exp() * gates.index_select(0, rows)[:, i:i + 1]
+            combined = combined.index_add(0, rows, weighted.to(acc))
+        return torch.where(combined == 0, torch.finfo(torch.float64).eps, combined).log()
+
+
+class SpatialRouting(nn.Module):
+    """x + MoE(x | fc(instruction))."""
+
+    def __init__(self, atom_dim: int, dim: int, expansion: float, experts: int, top_k: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(atom_dim, dim)
+        self.moe = PixelMixtureOfExperts(dim, expansion, experts, top_k)
+
+    def forward(
+        self, x: torch.Tensor, instruction: torch.Tensor, with_balance_loss: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, balance = self.moe(x, self.fc(instruction), with_balance_loss)
+        return out + x, balance
+
+
+class ChannelRouting(nn.Module):
+    """x + (x * gamma + beta) * sigmoid(fc(instruction)); gamma and beta start at zero."""
+
+    def __init__(self, atom_dim: int, dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(atom_dim, dim)
+        self.beta = nn.Parameter(torch.zeros(1, dim, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, dim, 1, 1))
+
+    def forward(self, x: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
+        gate = self.fc(instruction).sigmoid()[:, :, None, None]
+        return x + (x * self.gamma + self.beta) * gate
+
+
+class RoutingInstruction(nn.Module):
+    """RIN: two 3x3 stride-3 convs and three 1x1 convs (LeakyReLU 0.1), global average pooling, a linear
+    map to atom logits, softmax, the mix of learned atoms, GELU: one vector per image (B x atom_dim)."""
+
+    def __init__(self, in_channels: int, atoms: int, atom_dim: int, hidden: int = 64, out: int = 32) -> None:
+        super().__init__()
+        act = nn.LeakyReLU(0.1)
+        self.cond = nn.Sequential(nn.Conv2d(in_channels, hidden, 3, 3), act, nn.Conv2d(hidden, hidden, 3, 3), act,
+                                  nn.Conv2d(hidden, hidden, 1), act, nn.Conv2d(hidden, hidden, 1), act,
+                                  nn.Conv2d(hidden, out, 1))
+        self.to_atoms = nn.Linear(out, atoms)
+        self.atoms = nn.Parameter(torch.randn(atoms, atom_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.to_atoms(self.cond(x).mean(dim=(-2, -1))).softmax(dim=-1)
+        return F.gelu(weights @ self.atoms)
+
+
+class AMIR(nn.Module):
+    """The network. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W (reflect-padded to a
+    multiple of 8 and at least 16, which the instruction network's two stride-3 convs need, then cropped)."""
+
+    auxiliary_loss_weight: float  # weight of the experts' load-balancing loss in ``exda train``
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        dim: int = 42,
+        num_blocks: Sequence[int] = (5, 7, 7, 9),
+        num_refinement_blocks: int = 4,
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion: float = 2.66,
+        bias: bool = False,
+        atoms: int = 32,
+        atom_dim: int = 256,
+        instruction_hidden: int = 64,
+        experts: int = 4,
+        top_k: int = 2,
+        auxiliary_loss_weight: float = 0.001,
+        value_transform: ValueTransformKind = "off",
+        global_token: GlobalTokenKind = "off",
+        token_grid: int = 4,
+    ) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        self.in_channels = in_channels
+        self.auxiliary_loss_weight = auxiliary_loss_weight
+        widths = [dim * 2**level for level in range(LEVELS)]
+        block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
+                        global_token=global_token, token_grid=token_grid)
+
+        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
+            return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))
+
+        self.instruction = RoutingInstruction(in_channels, atoms, atom_dim, instruction_hidden)
+        self.patch_embed = PatchEmbed(in_channels, dim, bias=False)
+        self.encoder_routes = nn.ModuleList(
+            SpatialRouting(atom_dim, widths[i], ffn_expansion, experts, top_k) for i in range(LEVELS - 1)
+        )
+        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
+        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
+        self.latent_route = ChannelRouting(atom_dim, widths[-1])
+        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
+        # Decoder steps, index j = level the step arrives at (0 = full resolution, kept at 2C).
+        self.ups = nn.ModuleList(Upsample(widths[j + 1]) for j in range(LEVELS - 1))
+        self.reduces = nn.ModuleList(
+            nn.Identity() if j == 0 else nn.Conv2d(2 * widths[j], widths[j], kernel_size=1, bias=bias)
+            for j in range(LEVELS - 1)
+        )
+        self.decoder_routes = nn.ModuleList(
+            ChannelRouting(atom_dim, 2 * dim if j == 0 else widths[j]) for j in range(LEVELS - 1)
+        )
+        self.decoders = nn.ModuleList(
+            stage(2 * dim if j == 0 else widths[j], heads[j], num_blocks[j]) for j in range(LEVELS - 1)
+        )
+        self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
+        self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
+
+    def forward(
+        self, x: torch.Tensor, with_auxiliary_loss: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The restored image; with ``with_auxiliary_loss`` also the summed load-balancing loss."""
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x, 2 ** (LEVELS - 1), minimum=16)
+        instruction = self.instruction(padded)
+        feats, skips, balance = self.patch_embed(padded), [], []
+        for route, encoder, down in zip(self.encoder_routes, self.encoders, self.downs, strict=True):
+            feats, loss = route(feats, instruction, with_auxiliary_loss)
+            balance.append(loss)
+            feats = encoder(feats)
+            skips.append(feats)
+            feats = down(feats)
+        feats = self.latent(self.latent_route(feats, instruction))
+        for j in reversed(range(LEVELS - 1)):
+            feats = self.reduces[j](torch.cat([self.ups[j](feats), skips[j]], dim=1))
+            feats = self.decoders[j](self.decoder_routes[j](feats, instruction))
+        out = (self.output(self.refinement(feats)) + padded)[..., :h, :w]
+        if not with_auxiliary_loss:
+            return out
+        return out, torch.stack(balance).sum()
+
+
+SIZES: dict[str, dict] = {
+    "base": dict(dim=42, num_blocks=(5, 7, 7, 9), num_refinement_blocks=4, heads=(1, 2, 4, 8)),
+    "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2),
+                 atoms=4, atom_dim=16, instruction_hidden=8),
+}
+EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
+
+
+def build(size: str, exda: bool, **kwargs) -> AMIR:
+    """An AMIR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
+    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
+    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
+        if config.get(option) is False:
+            config[option] = "off"
+    return AMIR(**config)
+
+
+@register_model
+def amir(**kwargs) -> AMIR:
+    return build("base", exda=False, **kwargs)
+
+
+@register_model
+def amir_test(**kwargs) -> AMIR:
+    return build("test", exda=False, **kwargs)
+
+
+@register_model
+def exda_amir(**kwargs) -> AMIR:
+    return build("base", exda=True, **kwargs)
+
+
+@register_model
+def exda_amir_test(**kwargs) -> AMIR:
+    return build("test", exda=True, **kwargs)
+
+
+_OFFICIAL_HEADS = {"dict_generator.CondNet.": "instruction.cond.", "dict_generator.lastOut.": "instruction.to_atoms.",
+                   "dict_generator.dictionary": "instruction.atoms",
+                   "spatial_routing_encoder_level1.": "encoder_routes.0.",
+                   "spatial_routing_encoder_level2.": "encoder_routes.1.",
+                   "spatial_routing_encoder_level3.": "encoder_routes.2.",
+                   "channel_routing_latent.": "latent_route.",
+                   "channel_routing_decoder_level1.": "decoder_routes.0.",
+                   "channel_routing_decoder_level2.": "decoder_routes.1.",
+                   "channel_routing_decoder_level3.": "decoder_routes.2.",
+                   "encoder_level1.": "encoders.0.", "encoder_level2.": "encoders.1.", "encoder_level3.": "encoders.2.",
+                   "decoder_level1.": "decoders.0.", "decoder_level2.": "decoders.1.", "decoder_level3.": "decoders.2.",
+                   "down1_2.": "downs.0.", "down2_3.": "downs.1.", "down3_4.": "downs.2.",
+                   "up2_1.": "ups.0.", "up3_2.": "ups.1.", "up4_3.": "ups.2.",
+                   "reduce_chan_level2.": "reduces.1.", "reduce_chan_level3.": "reduces.2."}
+_HEAD_RE = re.compile("^(" + "|".join(sorted(map(re.escape, _OFFICIAL_HEADS), key=len, reverse=True)) + ")")
+_NORM_RE = re.compile(r"\.(norm[12])\.body\.")
+# The MoE's standard-normal constants (buffers ``mean`` = 0, ``std`` = 1) are not parameters here.
+_CONSTANT_RE = re.compile(r"\.moe\.(mean|std)$")
+
+
+@official_mapping("amir")
+def amir_from_official(state: StateDict) -> StateDict:
+    """The official ``AMIR.state_dict()`` keys -> ours (tensors unchanged; the MoE's constant ``mean`` /
+    ``std`` buffers dropped). Unknown keys are kept, so the loader's strict check names them."""
+    mapped = {}
+    for key, tensor in state.items():
+        if _CONSTANT_RE.search(key):
+            continue
+        new = _HEAD_RE.sub(lambda m: _OFFICIAL_HEADS[m.group(1)], key, count=1)
+        mapped[_NORM_RE.sub(r".\1.", new)] = tensor
+    return mapped
