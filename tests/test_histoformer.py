@@ -96,6 +96,14 @@ def test_exda_token_meets_each_row_over_its_own_pixels():
     torch.testing.assert_close(got, torch.cat([first, out[:, 2:]], 1), rtol=1e-12, atol=1e-12)
 
 
+def test_degradation_descriptor():
+    model = exda.create_model("exda_histoformer_test").eval()
+    d = model.degradation_descriptor(torch.rand(2, 3, 37, 31))
+    assert d.shape == (2, 96 * 16) and torch.allclose(d.view(2, 96, 16).sum(-1), torch.ones(2, 96))
+    with pytest.raises(ValueError, match="no global spatial token"):
+        exda.create_model("histoformer_test").degradation_descriptor(torch.rand(1, 3, 16, 16))
+
+
 def test_columns_token_is_refused_with_a_reason():
     with pytest.raises(exda.errors.UserError, match="histogram attention takes global_token"):
         exda.create_model("exda_histoformer_test", global_token="columns")

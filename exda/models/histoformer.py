@@ -240,9 +240,7 @@ class Histoformer(nn.Module):
         self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
         self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = RestormerUNet._pad(x)  # reflect (replicate when too short) to a multiple of 8
+    def _encode(self, padded: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         feats, image, skips = self.patch_embed(padded), padded, []
         for encoder, down, skip_embed, skip_reduce in zip(
             self.encoders, self.downs, self.skip_embeds, self.skip_reduces, strict=True
@@ -251,11 +249,33 @@ class Histoformer(nn.Module):
             skips.append(feats)
             image = skip_embed(image)
             feats = skip_reduce(torch.cat([down(feats), image], dim=1))
+        return feats, skips
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = RestormerUNet._pad(x)  # reflect (replicate when too short) to a multiple of 8
+        feats, skips = self._encode(padded)
         feats = self.latent(feats)
         for j in reversed(range(LEVELS - 1)):
             feats = self.decoders[j](self.reduces[j](torch.cat([self.ups[j](feats), skips[j]], dim=1)))
         out = self.output(self.refinement(feats)) + padded
         return out[..., :h, :w]
+
+    @torch.no_grad()
+    def degradation_descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        """The global spatial token's view of the input, as ``RestormerUNet.degradation_descriptor``: the
+        latent blocks' GST cell weights, averaged over blocks: B x (8C * G * G).
+
+        Raises ValueError when the model has no global spatial token.
+        """
+        feats, _ = self._encode(RestormerUNet._pad(x))
+        weights = []
+        for block in self.latent:
+            if block.attn.token is None:
+                raise ValueError("this model has no global spatial token (global_token='off')")
+            weights.append(block.attn.token.cell_weights(feats))
+            feats = block(feats)
+        return torch.stack(weights).mean(dim=0).flatten(1)
 
 
 SIZES: dict[str, dict] = {
