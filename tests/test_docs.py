@@ -83,6 +83,12 @@ def h200_ratios() -> tuple[str, ...]:
     return tuple(ratio(rows, b, p) for b in ("restormer", "promptir") for p in ("fp32", "bf16"))
 
 
+def eval_scores(task: str) -> tuple[str, str]:
+    """Input and restored PSNR of one task in the default model's gallery run (`exda eval`)."""
+    row = json.loads((RESULTS / "default_model_eval" / "results.json").read_text())["per_task"][task]
+    return f"{row['input_psnr']:.2f}", f"{row['psnr']:.2f}"
+
+
 def score(psnr: float, ssim: float) -> str:
     return "identical" if math.isinf(psnr) else f"{psnr:.2f} / {ssim:.4f}"
 
@@ -162,6 +168,10 @@ CLAIMS: dict[str, Claim] = {
     "design split path": (
         "docs/design.md", r"bf16 ([\d.]+)-([\d.]+) before, ([\d.]+)-([\d.]+) after",
         lambda: (*bf16_range("model_speed_h200_concat_path.json"), *bf16_range("model_speed_h200.json"))),
+    "model card today's haze and underwater": (
+        "docs/model_card.md", r"haze goes from\s+([\d.]+) dB \(input\) to ([\d.]+) dB \(restored\) and underwater from "
+                              r"([\d.]+) dB to ([\d.]+) dB",
+        lambda: eval_scores("haze") + eval_scores("underwater")),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),

@@ -153,7 +153,8 @@ class Pages:
     def degrade_and_restore(
         self, upload: str | None, degradation: str, seed: float, strength: float, checkpoint_text: str | None,
     ) -> tuple[Any, np.ndarray, str, str]:
-        """Tab 2: (degraded/restored pair, clean preview, scores as Markdown, degraded file)."""
+        """Tab 2: (degraded/restored pair, clean preview, scores as Markdown, restored file). The
+        degradation runs on the whole image; the restoration is tiled like tab 1's."""
         source = _checked_upload(upload)
         if seed is None or int(seed) != seed or seed < 0:
             raise UserError(f"the seed must be a whole number >= 0, got {seed}")
