@@ -54,11 +54,16 @@ def test_exda_overhead_within_bounds(family):
 def test_model_contract(name):
     torch.manual_seed(0)
     model = exda.create_model(name)
-    x = torch.rand(1, 3, 37, 31)
-    y = model(x)
+    x = torch.rand(1, model.in_channels, 37, 31)
+    if getattr(model, "auxiliary_loss_weight", 0):  # a training loss of its own (AirNet's InfoNCE, AMIR's balance)
+        y, auxiliary = model(x, with_auxiliary_loss=True)
+        assert auxiliary.ndim == 0 and torch.isfinite(auxiliary)
+    else:
+        y, auxiliary = model(x), 0
     assert y.shape == x.shape and torch.isfinite(y).all()
-    y.abs().mean().backward()
-    live = {n: p for n, p in model.named_parameters() if not n.startswith("unused_published_convs")}
+    (y.abs().mean() + auxiliary).backward()
+    live = {n: p for n, p in model.named_parameters()
+            if p.requires_grad and not n.startswith("unused_published_convs")}  # not a frozen momentum encoder
     missing = [n for n, p in live.items() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"parameters without a gradient: {missing[:5]}"
     model.eval()

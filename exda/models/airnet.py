@@ -106,7 +106,8 @@ class ContrastiveEncoder(nn.Module):
             for p_q, p_k in zip(self.query.parameters(), self.key.parameters(), strict=True):
                 p_k.mul_(self.momentum).add_(p_q.detach(), alpha=1 - self.momentum)
             k = F.normalize(self.key(key_image), dim=1).to(q.dtype)
-        logits = torch.cat([(q * k).sum(dim=1, keepdim=True), q @ self.queue.to(q.dtype)], dim=1) / self.temperature
+        negatives = self.queue.clone().to(q.dtype)  # a copy: the queue is written below, after use
+        logits = torch.cat([(q * k).sum(dim=1, keepdim=True), q @ negatives], dim=1) / self.temperature
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         loss = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
         with torch.no_grad():
