@@ -78,6 +78,23 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
         if screenshot:
             driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(screenshot)
+
+        # Tab 2: degrade the clean photo (underwater, seed 0, the defaults), restore, read the scores.
+        clean_src = tmp_path / "coffee.png"
+        save_image(clean_src, clean[0].permute(1, 2, 0).numpy())
+        tab = next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                   if b.text.strip() == "Degrade and restore")
+        tab.click()
+        upload2 = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#degrade-upload input[type=file]")))
+        upload2.send_keys(str(clean_src))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#degrade-upload a, #degrade-upload td")))
+        driver.find_element(By.CSS_SELECTOR, "#degrade-button").click()
+        scores = wait.until(lambda d: "restored" in d.find_element(By.ID, "degrade-scores").text
+                            and d.find_element(By.ID, "degrade-scores").text)
+        assert "PSNR" in scores and "underwater" in scores and "water_type" in scores
+        if screenshot:
+            driver.execute_script("window.scrollTo(0, 0)")
+            driver.save_screenshot(str(Path(screenshot).with_name(Path(screenshot).stem + "_degrade.png")))
     finally:
         driver.quit()
         app.close()
