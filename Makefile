@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-browser demo venv lint clean
+.PHONY: test test-browser docs-figures demo venv lint clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,14 @@ test-browser: $(STAMP)
 	command -v chromedriver >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver)
 	$(BIN)/python -m pip install -q -e .[browser]
 	EXDA_TEST_BROWSER=1 $(BIN)/python -m pytest tests/test_serve_browser.py
+
+# The pictures and results files the docs show (tests/test_docs.py checks the figures quoted from them).
+docs-figures: $(STAMP)
+	$(BIN)/exda degrade --grid docs/degradations.png
+	$(BIN)/exda models --json benchmarks/results/models.json
+	$(BIN)/exda eval --checkpoint exda/weights/exda_photo.safetensors --data samples --degradation noise25 rain \
+		haze snow motion_blur low_light underwater jpeg random_mix --out benchmarks/results/default_model_eval
+	EXDA_SERVE_SCREENSHOT=docs/serve.png $(MAKE) test-browser
 
 # The main job on an embedded default: the shipped photo model on the held-out sample photos.
 demo: $(STAMP)

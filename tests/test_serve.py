@@ -84,3 +84,12 @@ def test_degrade_and_restore_scores_against_the_clean_image(client, tmp_path: Pa
     full = to_tensor(load_image(download).pixels)[None].double()
     assert abs(float(rows["restored"]) - float(psnr(full, clean))) < 0.01
     assert load_image(clean_view).pixels.shape == (40, 56, 3)
+
+
+def test_dicom_upload_gets_the_default_medical_model(client) -> None:
+    from pydicom.data import get_testdata_file
+
+    (before, after), download, info = client.predict(
+        gradio_client.handle_file(get_testdata_file("CT_small.dcm")), "", api_name="/restore")
+    assert "default medical model" in info and "128x128" in info
+    assert load_image(download).pixels.shape == (128, 128, 1)
