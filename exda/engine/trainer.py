@@ -334,9 +334,17 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> float:
         lq = batch["lq"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         gt = batch["gt"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        # A model with a training loss of its own (AirNet's contrastive encoder loss, AMIR's expert balance)
+        # returns it beside the image when asked, and names its weight.
+        auxiliary_weight = getattr(self.model, "auxiliary_loss_weight", 0.0)
         with autocast(self.device, self.config.train.precision):
-            pred = self.ddp_model(lq)
+            if auxiliary_weight:
+                pred, auxiliary = self.ddp_model(lq, with_auxiliary_loss=True)
+            else:
+                pred, auxiliary = self.ddp_model(lq), None
         loss = self.loss_fn(pred, gt)
+        if auxiliary is not None:
+            loss = loss + auxiliary_weight * auxiliary.float()
         skip = self.config.train.nonfinite_loss == "skip"
         if not self.scaler.is_enabled() and not skip and not torch.isfinite(loss):
             raise UserError(f"training diverged: loss is {loss.item()} at step {self.step}; lower optim.lr "
