@@ -31,3 +31,22 @@ def test_eval_keeps_the_first_image_of_every_task() -> None:
     result = evaluate_model(nn.Identity(), items, keep_per_task=1)
     assert result.triplet_labels == ["a/img0", "b/img3", "c/img4"]
     assert torch.equal(result.triplets[1][0], items[3]["lq"])
+
+
+def test_degrade_grid_shows_every_degradation(tmp_path: Path, capsys) -> None:
+    from exda.cli import main
+    from exda.data.io import save_image
+    from exda.degradations import list_degradations
+    from exda.degradations.cli import MEDICAL_GRID
+
+    photo = tmp_path / "photo.png"
+    save_image(photo, np.random.default_rng(0).random((40, 56, 3), dtype=np.float32))
+    out = tmp_path / "grid.png"
+    assert main(["degrade", "--grid", str(out), "--photo", str(photo), "--grid-height", "32"]) == 0
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > 6 * 40 and im.height > 8 * 32
+    medical = sum(len(names) for names in MEDICAL_GRID.values())
+    # input + every other degradation but clean, a row of 6 haze/underwater panels, each scan + its degradations
+    expected = 1 + (len(list_degradations()) - 1 - medical) + 6 + len(MEDICAL_GRID) + medical
+    assert f"wrote {expected} panels" in capsys.readouterr().out
+    assert main(["degrade", "--grid", str(out), "--photo", "no_such_sample"]) == 2

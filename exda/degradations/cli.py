@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw one photo under every degradation (labelled) into OUT.png and exit")
     parser.add_argument("--photo", default=GRID_PHOTO,
                         help=f"for --grid: a sample name or an image file (default {GRID_PHOTO})")
+    parser.add_argument("--grid-height", type=int, default=GRID_HEIGHT, metavar="PX",
+                        help=f"for --grid: panel height in pixels (default {GRID_HEIGHT})")
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {description}")
         return 0
     if args.grid is not None:
-        return _grid(args.grid, args.photo, args.seed, check_strength(args.strength))
+        return _grid(args.grid, args.photo, args.seed, check_strength(args.strength), args.grid_height)
     if args.input_dir is None or args.output_dir is None or not args.degradation:
         raise UserError("usage: exda degrade INPUT_DIR OUTPUT_DIR --degradation NAME (or --list)")
     if args.seed < 0:
@@ -108,16 +110,18 @@ def _grid_image(pixels: np.ndarray, height: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=(height, max(1, round(w * height / h))), mode="area")
 
 
-def _grid(out: Path, photo: str, seed: int, strength: float) -> int:
+def _grid(out: Path, photo: str, seed: int, strength: float, height: int = GRID_HEIGHT) -> int:
     """Every registered degradation of one photo (medical ones of a CT and an MRI slice), same seed."""
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
+    if height < 32:
+        raise UserError(f"--grid-height must be at least 32 px, got {height}")
     source = Path(photo)
     pixels = load_image(source).pixels if source.is_file() else load_sample(photo)
     label = source.name if source.is_file() else photo
-    scans = {"ct": _grid_image(load_sample("ct_small"), GRID_HEIGHT),
-             "mri": _grid_image(load_sample("mri_head_s1045"), GRID_HEIGHT)}
-    x = _grid_image(match_channels(pixels, 3), GRID_HEIGHT)
+    scans = {"ct": _grid_image(load_sample("ct_small"), height),
+             "mri": _grid_image(load_sample("mri_head_s1045"), height)}
+    x = _grid_image(match_channels(pixels, 3), height)
     medical_names = {name for names in MEDICAL_GRID.values() for name in names}
     singles, mixtures = [], []
     for name in list_degradations():
