@@ -188,3 +188,11 @@ def test_attend_equals_literal_normalised_attention():
     g_literal = torch.autograd.grad(literal.square().sum(), (q, k, v))
     for a, b in zip(g_fast, g_literal, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_patch_embedding_is_bias_free_whatever_bias_says():
+    # The official Restormer / PromptIR build OverlapPatchEmbed without passing `bias`: always bias-free.
+    for name in ("restormer_test", "promptir_test"):
+        state = exda.create_model(name, bias=True).state_dict()
+        assert "patch_embed.proj.bias" not in state
+        assert "output.bias" in state  # `bias` still reaches the other convolutions

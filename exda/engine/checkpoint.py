@@ -345,6 +345,38 @@ def load_for_inference(
     return model.to(device).eval(), info
 
 
+def is_exda_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder or a safetensors file written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # noqa: BLE001 - any foreign or unreadable file: not ours
+        return False
+
+
+def load_checkpoint_or_pretrained(
+    path: str | Path, device: str | torch.device = "cpu", arch: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """What ``--checkpoint`` accepts: an exda checkpoint (via :func:`load_for_inference`), or a published
+    one (BasicSR ``.pth``, Lightning ``.ckpt``, plain state dict) via :func:`exda.load_pretrained`, with
+    ``arch`` named or inferred from its keys. Returns the model in eval mode and the same info dict."""
+    path = Path(path)
+    if is_exda_checkpoint(path):
+        model, info = load_for_inference(path, device=device)
+        if arch is not None and arch != info["model_name"]:
+            raise UserError(f"{path} is an exda checkpoint of {info['model_name']}, not --arch {arch}")
+        return model, info
+    from exda.models.official import load_pretrained
+
+    model = load_pretrained(path, arch=arch)
+    info = {"path": path, "model_name": model.model_name, "model_kwargs": model.model_kwargs, "step": 0,
+            "ema": model.pretrained_container in ("params_ema", "ema"), "config": {}, "metrics": {}}
+    return model.to(device).eval(), info
+
+
 def load_training_state(path: str | Path) -> dict[str, Any]:
     """Everything needed to resume from a checkpoint.
 

@@ -41,7 +41,7 @@ from exda.data.io import (
 )
 from exda.data.transforms import match_channels
 from exda.engine.backends import BACKENDS, build_backend
-from exda.engine.checkpoint import load_for_inference
+from exda.engine.checkpoint import load_checkpoint_or_pretrained
 from exda.engine.fast import optimize_for_inference
 from exda.engine.memory import (
     default_budget,
@@ -58,8 +58,9 @@ from exda.errors import UserError
 _KEEP_SUFFIXES = (".tif", ".tiff", ".npy")
 CHECKPOINT_HELP = (
     "a .safetensors checkpoint or a run folder; a run folder means its last checkpoint; "
-    "pass .../best.safetensors explicitly for the best-on-validation one"
+    "pass .../best.safetensors explicitly for the best-on-validation one; or a published .pth / .ckpt (see --arch)"
 )
+ARCH_HELP = "model of a published --checkpoint (`exda models`); default: inferred from its weights"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "next to the file, or <folder>_restored/")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help=CHECKPOINT_HELP + "; default: the shipped default model (see --model)")
+    parser.add_argument("--arch", default=None, metavar="NAME", help=ARCH_HELP)
     parser.add_argument("--model", choices=("auto", *DEFAULT_MODELS), default="auto",
                         help="which shipped default model without --checkpoint: auto = medical for DICOM/NIfTI "
                              "inputs, photo otherwise")
@@ -313,7 +315,7 @@ class _Models:
         key = "checkpoint" if self.args.checkpoint is not None else self.kind(src)
         if key not in self.loaded:
             path = self.args.checkpoint if key == "checkpoint" else default_checkpoint(key)
-            net, info = load_for_inference(path, device=self.device)
+            net, info = load_checkpoint_or_pretrained(path, device=self.device, arch=self.args.arch)
             if key != "checkpoint":
                 params = sum(p.numel() for p in net.parameters())
                 files = self.count[key]

@@ -1,4 +1,4 @@
-"""Names of the peers' published checkpoints mapped into our modules.
+"""Names of the peers' published checkpoints mapped into our modules, and the reader of those files.
 
 Each model family registers, next to its network, a function that turns the official code's
 state dict (keys as the official ``model.state_dict()`` writes them, no wrapper prefix) into ours:
@@ -6,20 +6,41 @@ state dict (keys as the official ``model.state_dict()`` writes them, no wrapper 
     @official_mapping("adair")
     def adair_from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
-``load_pretrained`` (the reader of ``.pth`` / Lightning ``.ckpt`` / plain state dicts) lives here too.
+A mapping passes keys it does not know through unchanged, so a mismatch names them. A family whose
+official checkpoints come in several configurations (e.g. Restormer's bias-free norms, grayscale
+inputs) may also register ``@official_config(name)``: official state dict -> our ``create_model``
+keyword arguments.
+
+:func:`load_pretrained` reads BasicSR ``.pth`` (``params`` / ``params_ema``), Lightning ``.ckpt``
+(``state_dict`` with the ``net.`` prefix), plain state dicts (``module.`` prefixes of DDP stripped) and
+exda's own safetensors checkpoints. Foreign files are read with ``torch.load(weights_only=True)`` only.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
+
+from exda.errors import UserError
 
 StateDict = dict[str, torch.Tensor]
 Mapping = Callable[[StateDict], StateDict]
+ConfigReader = Callable[[StateDict], dict[str, Any]]
 
 # registered architecture name (as in `exda models`) -> official-keys-to-ours mapping
 OFFICIAL_MAPPINGS: dict[str, Mapping] = {}
+# registered architecture name -> create_model kwargs read from an official state dict (optional)
+OFFICIAL_CONFIGS: dict[str, ConfigReader] = {}
+
+# Containers the training frameworks wrap a state dict in, most preferred first (BasicSR keeps the EMA
+# weights under params_ema; Lightning under state_dict; others under model / model_state_dict).
+_WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
+_PREFIXES = ("module.", "net.", "model.")
 
 
 def official_mapping(*arch_names: str) -> Callable[[Mapping], Mapping]:
@@ -33,3 +54,175 @@ def official_mapping(*arch_names: str) -> Callable[[Mapping], Mapping]:
         return fn
 
     return decorate
+
+
+def official_config(*arch_names: str) -> Callable[[ConfigReader], ConfigReader]:
+    """Register ``fn`` (official state dict -> ``create_model`` kwargs) for each named architecture."""
+
+    def decorate(fn: ConfigReader) -> ConfigReader:
+        for name in arch_names:
+            if name in OFFICIAL_CONFIGS:
+                raise ValueError(f"official config reader for {name!r} is already registered")
+            OFFICIAL_CONFIGS[name] = fn
+        return fn
+
+    return decorate
+
+
+def rename_prefixes(state: StateDict, renames: dict[str, str]) -> StateDict:
+    """Replace the longest matching key prefix from ``renames`` (official -> ours); others pass through."""
+    ordered = sorted(renames, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        new = next((renames[p] + key[len(p):] for p in ordered if key.startswith(p)), key)
+        out[new] = value
+    return out
+
+
+def _unwrap(obj: Any, path: Path) -> tuple[StateDict, str]:
+    """The state dict inside a loaded checkpoint object, and where it was found."""
+    where = "top level"
+    while isinstance(obj, dict) and not _is_state_dict(obj):
+        key = next((k for k in _WRAPPERS if isinstance(obj.get(k), dict) and obj[k]), None)
+        if key is None:
+            keys = ", ".join(sorted(map(str, obj))[:6])
+            raise UserError(f"{path} holds no state dict (top-level keys: {keys}); expected params_ema / params "
+                            "(BasicSR), state_dict (Lightning) or a plain state dict")
+        obj, where = obj[key], key
+    if not isinstance(obj, dict) or not obj:
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    return _strip_prefixes(obj), where
+
+
+def _is_state_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip_prefixes(state: StateDict) -> StateDict:
+    """Drop wrapper prefixes: DDP's ``module.`` and a Lightning module's ``net.`` / ``model.`` attribute.
+    Keys outside the network attribute (e.g. a loss network's weights) are training-only and dropped."""
+    while True:
+        for prefix in _PREFIXES:
+            inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if inside and (prefix == "net." or len(inside) == len(state)):
+                state = inside
+                break
+        else:
+            return state
+
+
+def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
+    """The network's state dict in any supported file, and a word on where it came from.
+
+    exda checkpoints give their EMA weights when present; ``.pth``/``.ckpt`` files are unpickled with
+    ``weights_only=True``, so a file that needs code to load is refused with one line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise UserError(f"{path} is not a readable safetensors file ({type(err).__name__})") from err
+        if not state:
+            raise UserError(f"{path} holds no tensors")
+        groups = {p: {k[len(p) + 1:]: v for k, v in state.items() if k.startswith(p + ".")} for p in ("ema", "model")}
+        for prefix, group in groups.items():
+            if group:
+                return group, prefix
+        return _strip_prefixes(state), "top level"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path} needs Python code to unpickle (a whole pickled model or custom classes); only "
+                        "tensor state dicts are loaded (torch.load weights_only=True): re-save it with "
+                        "torch.save(model.state_dict(), path)") from err
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__})") from err
+    return _unwrap(obj, path)
+
+
+def _build(arch: str, state: StateDict, device: str | torch.device | None = None) -> nn.Module:
+    from exda.models.registry import create_model
+
+    kwargs = OFFICIAL_CONFIGS[arch](state) if arch in OFFICIAL_CONFIGS else {}
+    if device is None:
+        return create_model(arch, **kwargs)
+    with torch.device(device):
+        return create_model(arch, **kwargs)
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _fits(expected: dict[str, tuple[int, ...]], state: StateDict) -> bool:
+    return expected.keys() == state.keys() and all(tuple(state[k].shape) == s for k, s in expected.items())
+
+
+def _mapped(arch: str, state: StateDict) -> list[StateDict]:
+    """The state dict as the official mapping of ``arch`` renames it, then as it is (exda's own names)."""
+    out = []
+    if arch in OFFICIAL_MAPPINGS:
+        try:
+            out.append(OFFICIAL_MAPPINGS[arch](dict(state)))
+        except Exception:  # noqa: BLE001 - a mapping fed keys of another family may fail any way
+            pass
+    out.append(state)
+    return out
+
+
+def infer_arch(state: StateDict) -> str:
+    """The one registered architecture with an official mapping whose model takes ``state`` exactly
+    (key set and every shape; models built on the meta device, so nothing is allocated)."""
+    from exda.models.registry import list_models
+
+    list_models()  # import every family, so its mappings are registered
+    found = []
+    for arch in sorted(OFFICIAL_MAPPINGS):
+        try:
+            expected = _shapes(_build(arch, state, device="meta"))
+        except (UserError, RuntimeError, NotImplementedError):
+            expected = _shapes(_build(arch, state))
+        if any(_fits(expected, mapped) for mapped in _mapped(arch, state)):
+            found.append(arch)
+    if not found:
+        known = ", ".join(sorted(OFFICIAL_MAPPINGS))
+        raise UserError(f"the weights ({len(state)} tensors, e.g. {next(iter(state))!r}) fit none of the "
+                        f"architectures with an official mapping ({known}); name one with --arch")
+    if len(found) > 1:
+        raise UserError(f"the weights fit several architectures ({', '.join(found)}); choose one with --arch")
+    return found[0]
+
+
+def load_pretrained(path: str | Path, arch: str | None = None) -> nn.Module:
+    """Build the network a checkpoint file belongs to and load its weights; returned in eval mode, on CPU.
+
+    ``path``: a BasicSR ``.pth`` (``params_ema`` preferred over ``params``), a Lightning ``.ckpt``, a plain
+    state dict (``module.`` / ``net.`` prefixes stripped) or an exda ``.safetensors`` checkpoint.
+    ``arch``: a registered model name; inferred from the keys and shapes when None. A mismatch raises
+    :class:`UserError` naming the missing, unexpected and reshaped keys.
+    """
+    from exda.engine.checkpoint import is_exda_checkpoint, load_checkpoint_or_pretrained, load_state_into
+    from exda.models.registry import list_models
+
+    path = Path(path)
+    if is_exda_checkpoint(path):
+        return load_checkpoint_or_pretrained(path, arch=arch)[0]
+    state, container = read_state_dict(path)
+    if arch is None:
+        arch = infer_arch(state)
+    elif arch not in list_models():
+        raise UserError(f"unknown model {arch!r}; known: {', '.join(list_models())}")
+    model = _build(arch, state)
+    expected = _shapes(model)
+    candidates = _mapped(arch, state)
+    chosen = next((m for m in candidates if _fits(expected, m)), candidates[0])
+    load_state_into(model, chosen, path)
+    model.pretrained_container = container  # where in the file the weights were (params_ema, state_dict, ...)
+    return model.eval()
+

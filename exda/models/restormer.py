@@ -21,6 +21,7 @@ from torch import nn
 from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
 from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
+from exda.models.official import official_config, official_mapping, rename_prefixes
 from exda.models.registry import register_model
 
 LEVELS = 4  # resolution levels; inputs are padded to a multiple of 2 ** (LEVELS - 1)
@@ -104,7 +105,7 @@ class RestormerUNet(nn.Module):
         def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
             return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))
 
-        self.patch_embed = PatchEmbed(in_channels, dim, bias=bias)
+        self.patch_embed = PatchEmbed(in_channels, dim)  # bias-free whatever ``bias`` says, as in the official code
         self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
         self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
         self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
@@ -249,3 +250,36 @@ def exda_restormer_tiny(**kwargs) -> RestormerUNet:
 @register_model
 def exda_restormer_test(**kwargs) -> RestormerUNet:
     return build("test", exda=True, **kwargs)
+
+
+# Official code (swz30/Restormer, basicsr/models/archs/restormer_arch.py) -> these modules.
+_RESTORMER_NAMES = {
+    "encoder_level1.": "encoders.0.", "encoder_level2.": "encoders.1.", "encoder_level3.": "encoders.2.",
+    "down1_2.": "downs.0.", "down2_3.": "downs.1.", "down3_4.": "downs.2.",
+    "up2_1.": "ups.0.", "up3_2.": "ups.1.", "up4_3.": "ups.2.",
+    "reduce_chan_level2.": "reduces.1.", "reduce_chan_level3.": "reduces.2.",
+    "decoder_level1.": "decoders.0.", "decoder_level2.": "decoders.1.", "decoder_level3.": "decoders.2.",
+}
+
+
+def official_block_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inside a transformer block the official LayerNorm wraps its parameters in ``body``."""
+    return {k.replace(".norm1.body.", ".norm1.").replace(".norm2.body.", ".norm2."): v for k, v in state.items()}
+
+
+@official_mapping("restormer", "restormer_small", "restormer_tiny", "restormer_test")
+def restormer_from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return official_block_names(rename_prefixes(state, _RESTORMER_NAMES))
+
+
+@official_config("restormer", "restormer_small", "restormer_tiny", "restormer_test")
+def restormer_official_config(state: dict[str, torch.Tensor]) -> dict:
+    """Restormer's published checkpoints differ in the norm (``LayerNorm_type='BiasFree'`` for real and
+    Gaussian denoising) and in the input channels (grayscale denoising)."""
+    config = {}
+    if "patch_embed.proj.weight" in state and state["patch_embed.proj.weight"].shape[1] == 1:
+        config["in_channels"] = 1
+    norms = [k for k in state if ".norm1." in k]
+    if norms and not any(k.endswith(".bias") for k in norms):
+        config["norm_bias"] = False
+    return config

@@ -1,0 +1,180 @@
+"""Published-checkpoint loading, end to end: official code -> its own file format -> exda.load_pretrained.
+
+For each model whose official code is on disk, this builds the official network as its training code
+does, gives it random weights (every parameter perturbed, so norms, biases and temperatures are not at
+their initial values), saves them the way that code's training saves them - a BasicSR ``.pth``
+(``{"params": ..., "params_ema": ...}``) and a Lightning ``.ckpt`` (``{"state_dict": {"net." + key: ...}}``)
+- and loads each file with :func:`exda.load_pretrained`, once with ``arch`` named and once inferred.
+The official and the loaded networks then run the same input in float64; the largest absolute output
+difference must be <= ``--tol`` (1e-10). Weights are stored in float32, as published checkpoints are,
+and both networks are converted to float64 after loading.
+
+Needs the official code outside this repository and ``einops`` (the official code imports it; exda
+does not), e.g.::
+
+    git clone https://github.com/swz30/Restormer /tmp/official/restormer
+    git clone https://github.com/va1shn9v/PromptIR /tmp/official/promptir
+    pip install --target /tmp/official/pydeps einops
+    python benchmarks/official_equivalence.py --pythonpath /tmp/official/pydeps \\
+        --official restormer=/tmp/official/restormer promptir=/tmp/official/promptir \\
+        --json benchmarks/results/official_equivalence.json
+
+``--keys-out tests/data/official_keys`` also writes each official ``state_dict()``'s key list and shapes
+(``{source, commit, keys: {key: shape}}``), the data tests/test_official.py checks the mappings against.
+
+Adding a model: append an :class:`Official` row to ``OFFICIAL`` - the file in the official repository
+that defines the network, the class name, the constructor arguments its training script uses, our
+registered ``arch`` (which must have an ``@official_mapping``), and an input size the official forward
+accepts - then run this with ``--official <name>=<checkout>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import exda
+
+
+@dataclass(frozen=True)
+class Official:
+    """One official network: where it is defined, how its training script builds it, and our name."""
+
+    repo: str  # GitHub owner/name
+    arch_file: str  # defining file, relative to the checkout
+    class_name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    arch: str = ""  # our registered model
+    input_hw: tuple[int, int] = (48, 40)  # the official forward needs a multiple of 8 (no padding)
+    in_channels: int = 3
+
+
+OFFICIAL: dict[str, Official] = {
+    # basicsr/models/archs/restormer_arch.py, as Options/*Restormer.yml builds it (the defaults).
+    "restormer": Official("swz30/Restormer", "basicsr/models/archs/restormer_arch.py", "Restormer", {},
+                          arch="restormer"),
+    # train.py: PromptIRModel.net = PromptIR(decoder=True), a LightningModule attribute named net.
+    "promptir": Official("va1shn9v/PromptIR", "net/model.py", "PromptIR", {"decoder": True}, arch="promptir"),
+}
+
+
+def load_official(name: str, root: Path) -> nn.Module:
+    spec = OFFICIAL[name]
+    module_spec = importlib.util.spec_from_file_location(f"official_{name}", root / spec.arch_file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, spec.class_name)(**spec.kwargs)
+
+
+@torch.no_grad()
+def randomise(model: nn.Module, generator: torch.Generator) -> None:
+    """Perturb every parameter (scale 0.02; norm scales and temperatures stay positive around 1)."""
+    for p in model.parameters():
+        p.add_(0.02 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+
+
+def commit_of(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def write_keys(name: str, root: Path, model: nn.Module, out_dir: Path) -> Path:
+    spec = OFFICIAL[name]
+    record = {
+        "source": f"{spec.repo} {spec.arch_file}, {spec.class_name}(**{spec.kwargs}).state_dict()",
+        "commit": commit_of(root),
+        "keys": {k: list(v.shape) for k, v in model.state_dict().items()},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    keys = ",\n".join(f"  {json.dumps(k)}: {json.dumps(shape)}" for k, shape in record.pop("keys").items())
+    head = json.dumps(record, indent=1)[:-2]  # one key per line below
+    path.write_text(f'{head},\n "keys": {{\n{keys}\n }}\n}}\n')
+    return path
+
+
+def check(name: str, root: Path, tol: float, seed: int, keys_out: Path | None) -> dict[str, Any]:
+    spec = OFFICIAL[name]
+    generator = torch.Generator().manual_seed(seed)
+    official = load_official(name, root).eval()
+    randomise(official, generator)
+    if keys_out is not None:
+        print(f"{name}: wrote {write_keys(name, root, official, keys_out)}", file=sys.stderr)
+    state = {k: v.detach().clone() for k, v in official.state_dict().items()}  # float32, as published
+    x = torch.rand(1, spec.in_channels, *spec.input_hw, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        reference = official.double()(x)
+    files = {
+        "basicsr_pth": {"params": state, "params_ema": state},
+        "lightning_ckpt": {"state_dict": {f"net.{k}": v for k, v in state.items()}, "epoch": 0,
+                           "global_step": 0, "pytorch-lightning_version": "2.0.0"},
+    }
+    results: dict[str, Any] = {"arch": spec.arch, "repo": spec.repo, "commit": commit_of(root),
+                               "official_class": spec.class_name, "official_kwargs": spec.kwargs,
+                               "parameters": sum(p.numel() for p in official.parameters()),
+                               "input": list(x.shape), "dtype": "float64", "tol": tol, "files": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, payload in files.items():
+            path = Path(tmp) / f"{name}{'.pth' if kind == 'basicsr_pth' else '.ckpt'}"
+            torch.save(payload, path)
+            for arch in (spec.arch, None):
+                start = time.perf_counter()
+                ours = exda.load_pretrained(path, arch=arch)
+                with torch.no_grad():
+                    out = ours.double()(x)
+                diff = (out - reference).abs().max().item()
+                results["files"][f"{kind}, arch={'inferred' if arch is None else arch}"] = {
+                    "loaded_as": ours.model_name, "max_abs_diff": diff, "load_and_run_s": round(
+                        time.perf_counter() - start, 2), "pass": ours.model_name == spec.arch and diff <= tol}
+    results["pass"] = all(r["pass"] for r in results["files"].values())
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official", nargs="+", required=True, metavar="NAME=DIR",
+                        help=f"official checkouts; names: {', '.join(OFFICIAL)}")
+    parser.add_argument("--pythonpath", action="append", default=[], help="extra import path (einops)")
+    parser.add_argument("--tol", type=float, default=1e-10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--keys-out", type=Path, default=None, help="write official key lists here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sys.path[:0] = args.pythonpath
+    roots = {}
+    for item in args.official:
+        name, _, root = item.partition("=")
+        if name not in OFFICIAL or not root:
+            parser.error(f"--official takes NAME=DIR with NAME in {', '.join(OFFICIAL)}; got {item!r}")
+        roots[name] = Path(root)
+    results = {name: check(name, root, args.tol, args.seed, args.keys_out) for name, root in roots.items()}
+    for name, r in results.items():
+        for kind, f in r["files"].items():
+            print(f"{name:10s} {kind:36s} -> {f['loaded_as']:10s} max|diff| {f['max_abs_diff']:.3e} "
+                  f"{'ok' if f['pass'] else 'FAIL'}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {"torch": torch.__version__, "threads": args.threads, "seed": args.seed, "models": results}
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+    return 0 if all(r["pass"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
