@@ -10,7 +10,10 @@ Conventions (the defaults reproduce PromptIR / AdaIR / MoCE-IR tables):
   averaged over the valid region (the border of half a window is dropped) and then over channels.
   ``gaussian=False``: 7x7 uniform window with sample covariance (scikit-image's default).
   ``gaussian=True``: 11x11 gaussian window, sigma 1.5, population covariance
-  (``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``; MoCE-IR and BasicSR).
+  (``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``; BasicSR, AMIR).
+  ``sample_covariance`` overrides the covariance; :data:`SSIM_PROTOCOLS` names the combinations the
+  peers use - ``moce_ir`` is MoCE-IR's ``test.py``: ``structural_similarity(gaussian_weights=True,
+  data_range=1)`` with scikit-image's default sample covariance (N / (N - 1), N = 121).
 - ``y_channel=True`` converts RGB to BT.601 luma as BasicSR/MATLAB do (see :func:`rgb_to_y`); it is a
   no-op for single-channel images. ``crop_border=N`` drops N pixels on each side first (BasicSR).
   Restormer's deraining and WeatherBench report Y-channel numbers (WeatherBench with ``crop_border=4``).
@@ -135,15 +138,21 @@ def ssim(
     crop_border: int = 0,
     y_channel: bool = False,
     gaussian: bool = False,
+    sample_covariance: bool | None = None,
 ) -> Tensor:
-    """Structural similarity per image, shape ``(B,)``, as scikit-image computes it; higher is better."""
+    """Structural similarity per image, shape ``(B,)``, as scikit-image computes it; higher is better.
+
+    ``sample_covariance=None`` takes the window's convention: sample for the uniform window (scikit-image's
+    default), population for the gaussian one (BasicSR); True/False forces it (see :data:`SSIM_PROTOCOLS`).
+    """
     pred, target = _prepare(pred, target, crop_border, y_channel)
     win = _window_1d(gaussian, pred.dtype, pred.device)
     k = win.numel()
     if min(pred.shape[-2:]) < k:
         raise ValueError(f"SSIM needs images of at least {k}x{k}, got {pred.shape[-2]}x{pred.shape[-1]}")
-    # Sample covariance (N / (N - 1)) for the uniform window, population covariance for the gaussian one.
-    cov_norm = 1.0 if gaussian else k * k / (k * k - 1)
+    if sample_covariance is None:
+        sample_covariance = not gaussian
+    cov_norm = k * k / (k * k - 1) if sample_covariance else 1.0  # scikit-image: N / (N - 1), N = win_size**2
     r = _per_image_range(data_range, pred.shape[0], pred.device)
     c1, c2 = (_SSIM_K1 * r) ** 2, (_SSIM_K2 * r) ** 2
 
@@ -155,6 +164,14 @@ def ssim(
         (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
     )
     return ssim_map.mean(dim=(1, 2, 3))
+
+
+# SSIM as each code base computes it: ssim(pred, target, **SSIM_PROTOCOLS[name]).
+SSIM_PROTOCOLS: dict[str, dict[str, bool]] = {
+    "skimage": {"gaussian": False, "sample_covariance": True},  # scikit-image defaults (PromptIR val_utils)
+    "basicsr": {"gaussian": True, "sample_covariance": False},  # BasicSR's calculate_ssim; AMIR's medical SSIM
+    "moce_ir": {"gaussian": True, "sample_covariance": True},  # MoCE-IR test.py: gaussian_weights=True only
+}
 
 
 def gt_data_range(target: Tensor) -> Tensor:

@@ -10,9 +10,9 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from exda.metrics import METRICS, gt_data_range, medical_metrics, psnr, rgb_to_y, rmse, ssim
+from exda.metrics import METRICS, SSIM_PROTOCOLS, gt_data_range, medical_metrics, psnr, rgb_to_y, rmse, ssim
 
-MOCE_IR_SSIM = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+BASICSR_SSIM = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -63,7 +63,7 @@ def test_psnr_and_ssim_match_skimage(pairs, crop_border: int, y_channel: bool) -
         assert ours_psnr[i].item() == pytest.approx(peak_signal_noise_ratio(t, p, data_range=1.0), abs=1e-6)
         ref = structural_similarity(p, t, channel_axis=axis, data_range=1.0)
         assert ours_ssim[i].item() == pytest.approx(ref, abs=1e-4)
-        ref_g = structural_similarity(p, t, channel_axis=axis, data_range=1.0, **MOCE_IR_SSIM)
+        ref_g = structural_similarity(p, t, channel_axis=axis, data_range=1.0, **BASICSR_SSIM)
         assert ours_gauss[i].item() == pytest.approx(ref_g, abs=1e-4)
 
 
@@ -110,7 +110,7 @@ def test_medical_protocol_uses_gt_range() -> None:
     span = gt.max() - gt.min()
     assert gt_data_range(tg).item() == pytest.approx(span)
     out = medical_metrics(tp, tg)
-    ref = structural_similarity(pred, gt, data_range=span, **MOCE_IR_SSIM)
+    ref = structural_similarity(pred, gt, data_range=span, **BASICSR_SSIM)
     assert out["ssim"].item() == pytest.approx(ref, abs=1e-4)
     assert out["psnr"].item() == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=span), abs=1e-6)
 
@@ -145,3 +145,17 @@ def test_too_small_or_overcropped_raises() -> None:
         psnr(x, x, crop_border=5)
     with pytest.raises(ValueError, match="one per image"):
         psnr(x, x, data_range=torch.tensor([1.0, 2.0]))
+
+
+def test_moce_ir_ssim_protocol_is_its_test_py_call(pairs) -> None:
+    # MoCE-IR's src/test.py: structural_similarity(clean, restored, channel_axis=2, gaussian_weights=True,
+    # data_range=1.0), i.e. scikit-image's default sample covariance with the gaussian window.
+    pred, target = pairs
+    ours = ssim(pred, target, **SSIM_PROTOCOLS["moce_ir"])
+    population = ssim(pred, target, **SSIM_PROTOCOLS["basicsr"])
+    for i in range(2):
+        ref = structural_similarity(_np(target[i]), _np(pred[i]), channel_axis=2, gaussian_weights=True,
+                                    data_range=1.0)
+        assert ours[i].item() == pytest.approx(ref, abs=1e-9)
+        assert abs(population[i].item() - ref) > 1e-5  # the population variant is a different number
+    assert torch.equal(ssim(pred, target, **SSIM_PROTOCOLS["skimage"]), ssim(pred, target))
