@@ -244,6 +244,30 @@ def test_pet_thinning_is_unbiased() -> None:
     assert abs(float(y.mean()) - 0.5) < 0.01 and float(y.std()) > 0.05
 
 
+def test_pet_low_dose_counts_are_poisson_not_thinned() -> None:
+    # From a noiseless map the low-dose counts are Poisson: variance = mean (binomial thinning of
+    # round(x * counts) gives (1 - dose_fraction) of it, 10 % too little here).
+    x = torch.full((1, 1, 256, 256), 0.5, dtype=torch.float64)
+    counts, dose = 400.0, 0.1
+    y = get_degradation("pet").forward(x, counts=counts, dose_fraction=dose, seed=0) * counts * dose
+    assert float(y.mean()) == pytest.approx(20.0, rel=0.01)
+    assert float(y.var()) / float(y.mean()) == pytest.approx(1.0, abs=0.03)
+    assert y.dtype == x.dtype and torch.allclose(y, y.round(), atol=1e-9)  # whole counts
+
+
+def test_mri_low_resolution_truncates_k_space() -> None:
+    i, j = torch.meshgrid(torch.arange(32.0), torch.arange(37.0), indexing="ij")
+    smooth = 0.5 + 0.2 * torch.cos(2 * torch.pi * 3 * i / 32) * torch.cos(2 * torch.pi * 2 * j / 37)
+    fine = 0.2 * torch.cos(torch.pi * i)  # Nyquist rows: outside the kept central half of k-space
+    mri_sr = get_degradation("mri_sr")
+    low = mri_sr.forward((smooth + fine).view(1, 1, 32, 37).double(), factor=2.0)
+    # low frequencies pass untouched, high ones are removed exactly (no bicubic blur or aliasing)
+    assert torch.allclose(low[0, 0], smooth.double(), atol=1e-12)
+    spectrum = torch.fft.fft2(low[0, 0])
+    freq_h = torch.fft.fftfreq(32, d=1 / 32).abs()
+    assert spectrum[freq_h > 7].abs().max() < 1e-9
+
+
 def test_ct_recovers_the_slice_at_high_dose(ct_slice: torch.Tensor) -> None:
     ct = get_degradation("ct")
     assert psnr(ct.apply(ct_slice, dose=1e9, views=180, seed=0), ct_slice) > 38.0
