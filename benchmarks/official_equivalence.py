@@ -14,6 +14,9 @@ does not), e.g.::
 
     git clone https://github.com/swz30/Restormer /tmp/official/restormer
     git clone https://github.com/va1shn9v/PromptIR /tmp/official/promptir
+    git clone https://github.com/XLearning-SCU/2022-CVPR-AirNet /tmp/official/airnet
+    git clone https://github.com/Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing \\
+        /tmp/official/amir
     pip install --target /tmp/official/pydeps einops
     python benchmarks/official_equivalence.py --pythonpath /tmp/official/pydeps \\
         --official restormer=/tmp/official/restormer promptir=/tmp/official/promptir \\
@@ -37,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,43 @@ class Official:
     arch: str = ""  # our registered model
     input_hw: tuple[int, int] = (48, 40)  # the official forward needs a multiple of 8 (no padding)
     in_channels: int = 3
+    # Optional hooks for code that does not import or run as is: prepare(checkout) before the import,
+    # patch(module) after it, build(module) instead of class_name(**kwargs), forward(model, x) instead of model(x).
+    prepare: Callable[[Path], None] | None = None
+    patch: Callable[[types.ModuleType], None] | None = None
+    build: Callable[[types.ModuleType], nn.Module] | None = None
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+
+
+def _airnet_imports(root: Path) -> None:
+    """AirNet's net/model.py imports its package ``net`` and mmcv's compiled ``modulated_deform_conv2d``;
+    the latter is replaced by exda's pure-PyTorch one (checked against a direct computation in
+    tests/test_peers_airnet_amir.py), so both networks run the same deformable convolution."""
+    from exda.layers.deform_conv import modulated_deform_conv2d
+
+    mmcv, ops = types.ModuleType("mmcv"), types.ModuleType("mmcv.ops")
+    ops.modulated_deform_conv2d, mmcv.ops = modulated_deform_conv2d, ops
+    sys.modules.setdefault("mmcv", mmcv)
+    sys.modules.setdefault("mmcv.ops", ops)
+    sys.path.insert(0, str(root))
+
+
+def _amir_combine_in_input_dtype(module: types.ModuleType) -> None:
+    """AMIR's ``SparseDispatcher.combine`` casts the experts' outputs to float32 (``stitched.float()`` onto
+    a float32 ``torch.zeros``), which caps a float64 comparison near 1e-7; the same arithmetic in the
+    input's dtype instead (a float32 run is unchanged)."""
+
+    def combine(self, expert_out, multiply_by_gates=True):
+        stitched = torch.cat(expert_out, 0).exp()
+        if multiply_by_gates:
+            stitched = stitched.mul(self._nonzero_gates)
+        zeros = torch.zeros(self._gates.size(0), expert_out[-1].size(1), dtype=stitched.dtype,
+                            device=stitched.device)
+        combined = zeros.index_add(0, self._batch_index, stitched)
+        combined[combined == 0] = torch.finfo(torch.float64).eps
+        return combined.log()
+
+    module.SparseDispatcher.combine = combine
 
 
 OFFICIAL: dict[str, Official] = {
@@ -66,15 +108,28 @@ OFFICIAL: dict[str, Official] = {
                           arch="restormer"),
     # train.py: PromptIRModel.net = PromptIR(decoder=True), a LightningModule attribute named net.
     "promptir": Official("va1shn9v/PromptIR", "net/model.py", "PromptIR", {"decoder": True}, arch="promptir"),
+    # train.py: AirNet(opt) with opt.batch_size = len(de_type) = 5 (the all-in-one setting: a queue of 5 * 256
+    # keys); test.py runs net(x_query=x, x_key=x) in eval mode, at any size.
+    "airnet": Official("XLearning-SCU/2022-CVPR-AirNet", "net/model.py", "AirNet", {"opt.batch_size": 5},
+                       arch="airnet", input_hw=(37, 29), prepare=_airnet_imports,
+                       build=lambda module: module.AirNet(types.SimpleNamespace(batch_size=5)),
+                       forward=lambda model, x: model(x, x)),
+    # main_train_AMIR.py: AMIR() with its defaults (1 channel).
+    "amir": Official("Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing", "model/Model_AMIR.py",
+                     "AMIR", {}, arch="amir", in_channels=1, patch=_amir_combine_in_input_dtype),
 }
 
 
 def load_official(name: str, root: Path) -> nn.Module:
     spec = OFFICIAL[name]
+    if spec.prepare is not None:
+        spec.prepare(root)
     module_spec = importlib.util.spec_from_file_location(f"official_{name}", root / spec.arch_file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return getattr(module, spec.class_name)(**spec.kwargs)
+    if spec.patch is not None:
+        spec.patch(module)
+    return spec.build(module) if spec.build is not None else getattr(module, spec.class_name)(**spec.kwargs)
 
 
 @torch.no_grad()
@@ -118,7 +173,8 @@ def check(name: str, root: Path, tol: float, seed: int, keys_out: Path | None) -
     state = {k: v.detach().clone() for k, v in official.state_dict().items()}  # float32, as published
     x = torch.rand(1, spec.in_channels, *spec.input_hw, generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        reference = official.double()(x)
+        official = official.double()
+        reference = official(x) if spec.forward is None else spec.forward(official, x)
     files = {
         "basicsr_pth": {"params": state, "params_ema": state},
         "lightning_ckpt": {"state_dict": {f"net.{k}": v for k, v in state.items()}, "epoch": 0,

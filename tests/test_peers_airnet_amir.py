@@ -123,6 +123,16 @@ def test_official_key_list_maps_onto_ours(arch):
     assert not wrong, wrong[:5]
 
 
+def test_official_configs_follow_the_file():
+    """AirNet's queue length is batch_size * 256 of the run that saved it; AMIR's channels follow the file."""
+    from exda.models.official import OFFICIAL_CONFIGS
+
+    denoise = {"E.E.queue": torch.empty(256, 3 * 256, device="meta"), "E.E.queue_ptr": torch.empty(1)}
+    assert OFFICIAL_CONFIGS["airnet"](denoise) == {"queue_size": 768}
+    assert OFFICIAL_CONFIGS["airnet"]({"encoder.queue": torch.empty(16, 32)}) == {"queue_size": 32}  # exda names
+    assert OFFICIAL_CONFIGS["amir"]({"patch_embed.proj.weight": torch.empty(42, 1, 3, 3)}) == {"in_channels": 1}
+
+
 def test_airnet_contrastive_loss_moves_key_encoder_and_queue():
     torch.manual_seed(0)
     model = exda.create_model("airnet_test").train()

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exda.layers.deform_conv import ModulatedDeformConv2d
-from exda.models.official import StateDict, official_mapping
+from exda.models.official import StateDict, official_config, official_mapping
 from exda.models.registry import register_model
 
 SLOPE = 0.1  # every LeakyReLU in AirNet
@@ -273,6 +273,14 @@ _BLOCK_PARTS = [(".dcn.conv_offset_mask.", ".dcn.offset_mask."), (".dcn.weight",
                 (".sft.conv_gamma.", ".sft.gamma."), (".sft.conv_beta.", ".sft.beta.")]
 _BODY_RE = re.compile(r"^R\.body\.(\d+)\.(?:body\.(\d+)\.)?")
 _DOWN_RE = re.compile(r"^(encoder\.(?:query|key))\.E\.(\d+)\.")
+
+
+@official_config("airnet")
+def airnet_official_config(state: StateDict) -> dict:
+    """The published checkpoints' MoCo queues hold batch_size * 256 keys (All.pth 5, Denoise.pth 3, Derain and
+    Dehaze.pth 1); the queue's length is read from the file (official or exda names)."""
+    queues = [t for k, t in state.items() if k.endswith("queue") and t.ndim == 2]
+    return {"queue_size": queues[0].shape[1]} if len(queues) == 1 else {}
 
 
 @official_mapping("airnet")

@@ -30,7 +30,7 @@ from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
 from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
-from exda.models.official import StateDict, official_mapping
+from exda.models.official import StateDict, official_config, official_mapping
 from exda.models.registry import register_model
 from exda.models.restormer import LEVELS
 
@@ -320,6 +320,13 @@ _HEAD_RE = re.compile("^(" + "|".join(sorted(map(re.escape, _OFFICIAL_HEADS), ke
 _NORM_RE = re.compile(r"\.(norm[12])\.body\.")
 # The MoE's standard-normal constants (buffers ``mean`` = 0, ``std`` = 1) are not parameters here.
 _CONSTANT_RE = re.compile(r"\.moe\.(mean|std)$")
+
+
+@official_config("amir")
+def amir_official_config(state: StateDict) -> dict:
+    """The official script trains on 1-channel slices; a 3-channel file is read as such."""
+    embed = state.get("patch_embed.proj.weight")
+    return {} if embed is None else {"in_channels": embed.shape[1]}
 
 
 @official_mapping("amir")
