@@ -57,3 +57,16 @@ def test_haze_near_and_far_differ_visibly() -> None:
     y, _ = DegradationSampler("haze", seed=0)(x)
     change = (y - x).abs().mean(dim=(0, 1, 3))
     assert change[:8].mean() > 3 * change[-8:].mean()  # the far (top) rows are much hazier than the near
+
+
+def test_haze_normalises_a_metric_depth_map() -> None:
+    # beta assumes relative depth in [0, 1]; a map in metres (here 2..80 m) must not give pure airlight.
+    x, relative = white_with_depth()
+    x = x * torch.linspace(0.2, 1.0, x.shape[-1])  # some structure to keep
+    haze = get_degradation("haze")
+    metres = 2.0 + 78.0 * relative
+    y = haze.apply(x, beta=1.2, airlight=0.8, depth=metres)
+    assert torch.allclose(y, haze.apply(x, beta=1.2, airlight=0.8, depth=metres / 80.0), atol=1e-6)
+    assert float((y - 0.8).abs().amax()) > 0.1  # the scene still shows through
+    t = torch.exp(-1.2 * relative)  # a map already in [0, 1] is used as it is
+    assert torch.allclose(haze.apply(x, beta=1.2, airlight=0.8, depth=relative), x * t + 0.8 * (1 - t), atol=1e-6)

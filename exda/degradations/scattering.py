@@ -11,14 +11,22 @@ from exda.degradations.registry import register
 
 
 def _depth(x: Tensor, depth: Tensor | None) -> Tensor:
-    return depth_proxy(x) if depth is None else check_depth(depth, x)
+    """Relative depth in [0, 1]: the proxy, or the given map. A metric map (maximum above 1, e.g. metres
+    from a depth sensor or NYU/KITTI) is divided by its per-image maximum: beta, and underwater's near..far
+    range, are per unit of relative depth, and beta ~ 1 over tens of metres would give pure airlight."""
+    if depth is None:
+        return depth_proxy(x)
+    d = check_depth(depth, x)
+    peak = d.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(peak > 1.0, d / peak, d)
 
 
 class Haze(Degradation):
     """Koschmieder's model I = J t + A (1 - t), t = exp(-beta d), with a grey airlight A.
 
-    ``d`` is the optional ``depth`` map passed to ``apply`` (beta is per its unit), otherwise the
-    relative depth proxy of :func:`exda.degradations.ops.depth_proxy` in [0, 1]. ``strength`` scales beta.
+    ``d`` is the optional ``depth`` map passed to ``apply`` (one in [0, 1] is used as it is; a metric one is
+    divided by its maximum), otherwise the relative depth proxy of :func:`exda.degradations.ops.depth_proxy`
+    in [0, 1]. ``strength`` scales beta.
     """
 
     uses_depth = True
