@@ -17,7 +17,7 @@ from exda.engine.config import config_from_dict
 from exda.engine.distributed import DistContext
 from exda.engine.trainer import Trainer, train
 from exda.layers.deform_conv import modulated_deform_conv2d
-from exda.models.official import OFFICIAL_MAPPINGS
+from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
 
 KEYS = Path(__file__).parent / "data" / "official_keys"
@@ -121,6 +121,7 @@ def test_official_key_list_maps_onto_ours(arch):
     assert sorted(mapped) == sorted(ours)
     wrong = [k for k, t in mapped.items() if t.shape != ours[k].shape]
     assert not wrong, wrong[:5]
+    assert infer_arch(official) == arch  # load_pretrained recognises the official file without --arch
 
 
 def test_official_configs_follow_the_file():
