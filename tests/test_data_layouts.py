@@ -13,6 +13,7 @@ import torch
 from exda.data import LAYOUTS, build_dataset, collate_restoration
 from exda.data.io import image_stem, save_image
 from exda.data.layouts import CDD11_SUBSETS
+from exda.data.transforms import PairTransform
 from exda.errors import UserError
 
 H, W = 31, 37
@@ -164,7 +165,7 @@ def test_promptir_layouts(tmp_path: Path, layout: str) -> None:
     expected_test = ["denoise15", "denoise25", "denoise50", "derain", "dehaze"]
     expected_test += ["deblur", "lowlight"] if five else []
     assert _tasks(test) == expected_test
-    _check_item(test[2])
+    _check_item(test[2], size=(16, 32))  # 31 x 37 centre-cropped to multiples of 16, as PromptIR's crop_img
     repeated = build_dataset(layout, tmp_path, "train", task_repeats={"derain": 3})
     assert len(repeated) == len(train) + 4
     capped = build_dataset(layout, tmp_path, "test", length=3)  # a cap spreads over the tasks
@@ -249,3 +250,10 @@ def test_synthetic_layout_from_sample_photos() -> None:
         "coffee_noise50", "flower_noise50", "grace_hopper_noise50"}
     medical = build_dataset("synthetic", None, "test", degradations=["mri"], patch_size=24)
     _check_item(medical[0], channels=1, size=(24, 24))
+
+
+def test_promptir_test_crop_matches_crop_img() -> None:
+    # PromptIR utils/image_utils.py crop_img(image, base=16): image[r_h // 2 : h - r_h + r_h // 2, ...]
+    image = np.arange(45 * 50 * 3, dtype=np.float32).reshape(45, 50, 3)
+    (out,) = PairTransform(3, crop_multiple=16)([image], torch.Generator())
+    assert torch.equal(out, torch.from_numpy(image[6:38, 1:49].transpose(2, 0, 1).copy()))

@@ -200,10 +200,20 @@ def test_noise_is_gaussian_on_8bit_levels() -> None:
     assert abs(float((y - x).std() * 255) - 25.0) < 1.0
 
 
+def test_noise_is_truncated_to_8_bits_as_the_peers_astype_uint8() -> None:
+    from exda.degradations.ops import random_field
+
+    x = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(0)).mul(255).round().div(255)
+    y = get_degradation("noise15").apply(x, sigma=15.0, seed=3)
+    noisy = (x * 255 + 15.0 * random_field(x.shape, 3, x, normal=True)).clamp(0, 255)
+    assert torch.equal(y * 255, noisy.floor())  # np.clip(...).astype(np.uint8)
+    assert not torch.equal(y * 255, noisy.round())
+
+
 def test_haze_follows_the_scattering_model_with_a_given_depth() -> None:
     haze, x = get_degradation("haze"), odd_image()
     assert torch.allclose(haze.apply(x, beta=2.0, airlight=0.8, depth=torch.zeros(37, 31)), x)
-    far = haze.apply(x, beta=2.0, airlight=0.8, depth=torch.full((1, 1, 37, 31), 50.0))
+    far = haze.apply(x, beta=50.0, airlight=0.8, depth=torch.ones(1, 1, 37, 31))  # depth is relative, in [0, 1]
     assert torch.allclose(far, torch.full_like(x, 0.8), atol=1e-6)
     mixed = get_degradation("haze_rain").sample_params(x, torch.Generator().manual_seed(0))
     clear_air = get_degradation("haze_rain").apply(x, **mixed, depth=torch.zeros(37, 31))

@@ -24,6 +24,7 @@ Split ``train`` redraws crops/flips/parameters every epoch; ``test`` (alias ``va
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -49,6 +50,7 @@ CDD11_SUBSETS: tuple[str, ...] = (
 MEDICAL_MODALITIES: tuple[str, ...] = ("PET", "CT", "MRI")
 MEDICAL_DEGRADATION_PREFIXES: tuple[str, ...] = ("mri", "ct", "pet")
 DENOISE_SIGMAS: tuple[int, ...] = (15, 25, 50)
+PROMPTIR_TEST_MULTIPLE = 16  # deg3/deg5 test images: sides cropped to multiples of 16
 SYNTHETIC_TRAIN_LENGTH = 1024
 KeyRule = Callable[[str], str]
 
@@ -135,8 +137,11 @@ _DEG_PAIRS = {
 
 
 def _deg_parts(root: Path, layout: str, train: bool, transform: PairTransform) -> list[RestorationDataset]:
-    """PromptIR/AdaIR 3- or 5-task folders as one dataset per task."""
+    """PromptIR/AdaIR 3- or 5-task folders as one dataset per task. Test images are centre-cropped to
+    multiples of 16 first, as PromptIR's / AdaIR's test datasets do (``crop_img(..., base=16)``)."""
     split = "train" if train else "test"
+    if not train:
+        transform = replace(transform, crop_multiple=PROMPTIR_TEST_MULTIPLE)
     rules = {
         "derain": {"lq_key": _derain_key, "gt_key": _derain_key, "rule": "name without a leading 'rain-'/'norain-'"},
         "dehaze": {"lq_key": _dehaze_key, "rule": "the part before the first '_'", "every_target": False},

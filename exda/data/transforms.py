@@ -38,16 +38,28 @@ def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     return (pixels @ BT601_LUMA)[:, :, None]
 
 
+def centre_crop_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """H x W x C image centre-cropped so each side is a multiple of ``multiple`` (a side shorter than
+    ``multiple`` is kept whole)."""
+    height, width = image.shape[:2]
+    rest_h = height % multiple if height >= multiple else 0
+    rest_w = width % multiple if width >= multiple else 0
+    return image[rest_h // 2 : height - rest_h + rest_h // 2, rest_w // 2 : width - rest_w + rest_w // 2]
+
+
 @dataclass(frozen=True)
 class PairTransform:
     """What every dataset does to its images: match channels, random paired crop, paired flips/rotations.
 
     Images smaller than ``patch_size`` are reflect-padded at the bottom/right before cropping.
+    ``crop_multiple`` first centre-crops each side to a multiple of it (PromptIR / AdaIR test sets:
+    ``crop_img(image, base=16)``, which drops the remainder split as floor(r / 2) top/left).
     """
 
     in_channels: int = 3
     patch_size: int | None = None
     augment: bool = False
+    crop_multiple: int | None = None
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -58,6 +70,8 @@ class PairTransform:
     def __call__(self, images: Sequence[np.ndarray], generator: torch.Generator) -> list[torch.Tensor]:
         """Apply the same crop and augmentation to every H x W x C image; returns C x H x W tensors."""
         out = [match_channels(image, self.in_channels) for image in images]
+        if self.crop_multiple is not None:
+            out = [centre_crop_to_multiple(image, self.crop_multiple) for image in out]
         if self.patch_size is not None:
             out = self._crop(out, self.patch_size, generator)
         if self.augment:

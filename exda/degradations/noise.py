@@ -13,7 +13,10 @@ BENCHMARK_SIGMAS: tuple[int, ...] = (15, 25, 50)
 
 
 class GaussianNoise(Degradation):
-    """y = round(clip(255 x + sigma n, 0, 255)) / 255 with n ~ N(0, 1); sigma in 0..255 units.
+    """y = floor(clip(255 x + sigma n, 0, 255)) / 255 with n ~ N(0, 1); sigma in 0..255 units.
+
+    Truncated, not rounded, to 8 bits: the peers' code (PromptIR, AdaIR, AirNet, MoCE-IR) makes its noisy
+    images with ``np.clip(clean + noise * sigma, 0, 255).astype(np.uint8)``, in training and at test time.
 
     ``sigma=None`` draws it from the benchmark set {15, 25, 50}; a fixed sigma gives the per-level
     protocol names. ``strength`` multiplies sigma.
@@ -29,7 +32,7 @@ class GaussianNoise(Degradation):
 
     def forward(self, x: Tensor, *, sigma: float, seed: int) -> Tensor:
         noise = random_field(x.shape, seed, x, normal=True)
-        return torch.round((x * 255.0 + sigma * noise).clamp(0.0, 255.0)) / 255.0
+        return torch.floor((x * 255.0 + sigma * noise).clamp(0.0, 255.0)) / 255.0  # astype(uint8)
 
 
 register(GaussianNoise("noise", "Gaussian noise, sigma drawn from {15, 25, 50} (0..255 units), 8-bit output"))
