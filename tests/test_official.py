@@ -166,3 +166,14 @@ def test_restore_reads_an_official_checkpoint(tmp_path):
     out = tmp_path / "out.png"
     assert cli_main(["restore", str(image), "-o", str(out), "--checkpoint", str(src), "--arch", "restormer_test"]) == 0
     assert Image.open(out).size == (21, 17)
+
+
+def test_eval_reads_an_official_checkpoint(tmp_path):
+    src = tmp_path / "official.pth"
+    torch.save({"params": tiny_official_state()}, src)
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", str(src), "--arch", "restormer_test", "--degradation", "noise25",
+            "--max-items", "1", "--out", str(out)]
+    assert cli_main(argv) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert "restormer_test" in json.dumps(record)

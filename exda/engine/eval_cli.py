@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from exda.data import LAYOUTS, build_dataset
-from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
+from exda.engine.checkpoint import load_checkpoint_or_pretrained, resolve_checkpoint
 from exda.engine.evaluate import evaluate_model
-from exda.engine.restore_cli import CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
+from exda.engine.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
 from exda.errors import UserError
 
 SAMPLES = "samples"  # --data value meaning the built-in sample photos
@@ -21,6 +21,7 @@ GRID_PER_TASK = 1  # comparison.png: the first image of every task
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
+    parser.add_argument("--arch", default=None, metavar="NAME", help=ARCH_HELP)
     parser.add_argument("--data", default=None,
                         help=f"dataset root; '{SAMPLES}' or omitted = built-in sample photos (synthetic)")
     parser.add_argument("--layout", choices=LAYOUTS, default=None,
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-border", type=int, default=0, metavar="N",
                         help="ignore N pixels at each border")
     parser.add_argument("--ssim-gaussian", action="store_true",
-                        help="11x11 gaussian SSIM (MoCE-IR) instead of the 7x7 uniform default")
+                        help="11x11 gaussian SSIM, population covariance (BasicSR, AMIR) instead of the 7x7 "
+                             "uniform default")
     parser.add_argument("--max-items", type=int, default=None, metavar="N", help="evaluate the first N items")
     add_inference_arguments(parser)
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = inference_device(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    model, info = load_for_inference(checkpoint, device=device)
+    model, info = load_checkpoint_or_pretrained(checkpoint, device=device, arch=args.arch)
     dataset = build_dataset(layout, root, "test", degradations=tuple(args.degradations),
                             in_channels=getattr(model, "in_channels", 3))
     medical = layout == "medical"
