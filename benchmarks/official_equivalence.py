@@ -227,7 +227,10 @@ def main() -> int:
                   f"{'ok' if f['pass'] else 'FAIL'}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {"torch": torch.__version__, "threads": args.threads, "seed": args.seed, "models": results}
+        # models run now replace their earlier rows; the others' rows stay (each engineer runs their own)
+        models = json.loads(args.json.read_text()).get("models", {}) if args.json.is_file() else {}
+        record = {"torch": torch.__version__, "threads": args.threads, "seed": args.seed,
+                  "models": {**models, **results}}
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0 if all(r["pass"] for r in results.values()) else 1
 
