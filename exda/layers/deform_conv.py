@@ -4,8 +4,8 @@ Kernel tap k of output pixel p reads the input at ``p * stride - padding + k * d
 by bilinear interpolation (zero outside the image), scales the sample by a mask ``m_k(p)`` and the
 samples are contracted with the weight as in an ordinary convolution. Offsets are (dy, dx) pairs per
 tap, taps in row-major kernel order, one set per deformable group: the layout of mmcv's
-``modulated_deform_conv2d``, which AirNet calls. Written with gathers, so it runs on any device and
-dtype (float64 included) without a compiled extension.
+``modulated_deform_conv2d``, which AirNet calls. Written with ``grid_sample`` and one matmul, so it runs
+on any device and dtype (float64 included) without a compiled extension.
 """
 
 from __future__ import annotations
@@ -13,30 +13,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
-
-
-def bilinear_sample(x: torch.Tensor, y: torch.Tensor, x_pos: torch.Tensor) -> torch.Tensor:
-    """Sample N x C x H x W at real positions (N x P rows ``y``, columns ``x_pos``): N x C x P.
-
-    Each of the four neighbours outside the image counts as zero, as in mmcv's DCN kernels, so a
-    position at or beyond one pixel outside the image gives exactly zero.
-    """
-    n, c, h, w = x.shape
-    y0, x0 = y.floor(), x_pos.floor()
-    ly, lx = y - y0, x_pos - x0
-    y0, x0 = y0.long(), x0.long()
-    flat = x.reshape(n, c, h * w)
-    out = x.new_zeros(n, c, y.shape[1])
-    for dy, wy in ((0, 1 - ly), (1, ly)):
-        for dx, wx in ((0, 1 - lx), (1, lx)):
-            rows, cols = y0 + dy, x0 + dx
-            inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-            index = rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
-            values = flat.gather(2, index.unsqueeze(1).expand(n, c, -1))
-            out = out + values * (wy * wx * inside).unsqueeze(1)
-    return out
+from torch.utils.checkpoint import checkpoint
 
 
 def modulated_deform_conv2d(
@@ -53,7 +33,11 @@ def modulated_deform_conv2d(
 ) -> torch.Tensor:
     """DCN v2 on B x C x H x W with ``offset`` B x 2*G*K x Ho x Wo, ``mask`` B x G*K x Ho x Wo (K taps,
     G deformable groups) and ``weight`` O x C/groups x kh x kw: B x O x Ho x Wo. The arguments are
-    those of mmcv's ``modulated_deform_conv2d``, in its order."""
+    those of mmcv's ``modulated_deform_conv2d``, in its order.
+
+    When a gradient is needed the sampled columns (C * K values per output pixel) are recomputed in the
+    backward pass rather than stored, as mmcv's kernels do, so training memory stays near a convolution's.
+    """
     b, c, h, w = x.shape
     out_channels, in_channels, kh, kw = weight.shape
     if in_channels * groups != c or out_channels % groups:
@@ -67,23 +51,38 @@ def modulated_deform_conv2d(
     if offset.shape != (b, 2 * g * taps, ho, wo) or mask.shape != (b, g * taps, ho, wo):
         raise ValueError(f"offset {tuple(offset.shape)} / mask {tuple(mask.shape)} do not fit a "
                          f"{kh}x{kw} kernel with {g} deformable groups and a {ho}x{wo} output")
-    offset = offset.reshape(b * g, taps, 2, ho * wo)
-    mask = mask.reshape(b * g, taps, ho * wo)
-    base_y = (torch.arange(ho, device=x.device, dtype=x.dtype) * sh - ph).repeat_interleave(wo)
-    base_x = (torch.arange(wo, device=x.device, dtype=x.dtype) * sw - pw).repeat(ho)
-    grouped = x.reshape(b * g, c // g, h, w)
-    weight = weight.reshape(groups, out_channels // groups, in_channels, taps)
-    out = None
-    for tap in range(taps):
-        i, j = divmod(tap, kw)
-        y = base_y + i * dh + offset[:, tap, 0]
-        x_pos = base_x + j * dw + offset[:, tap, 1]
-        sampled = bilinear_sample(grouped, y, x_pos) * mask[:, tap].unsqueeze(1)
-        term = torch.einsum("goc,bgcp->bgop", weight[..., tap], sampled.reshape(b, groups, in_channels, ho * wo))
-        out = term if out is None else out + term
-    out = out.reshape(b, out_channels, ho * wo)
+    geometry = (sh, sw, ph, pw, dh, dw, groups, deformable_groups)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, offset, mask, weight)):
+        out = checkpoint(_deform_conv, x, offset, mask, weight, geometry, use_reentrant=False)
+    else:
+        out = _deform_conv(x, offset, mask, weight, geometry)
     if bias is not None:
-        out = out + bias.view(1, -1, 1)
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def _deform_conv(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, ...]
+) -> torch.Tensor:
+    """Sample every tap with ``grid_sample`` (bilinear, zero outside: mmcv's rule, as each of the four
+    neighbours outside the image counts as zero), modulate, and contract with the weight (one matmul)."""
+    sh, sw, ph, pw, dh, dw, groups, g = geometry
+    b, c, h, w = x.shape
+    out_channels, in_channels, kh, kw = weight.shape
+    taps, (ho, wo) = kh * kw, offset.shape[-2:]
+    offset = offset.reshape(b * g, taps, 2, ho, wo)
+    kernel_y = (torch.arange(kh, device=x.device, dtype=x.dtype) * dh).repeat_interleave(kw).view(taps, 1, 1)
+    kernel_x = (torch.arange(kw, device=x.device, dtype=x.dtype) * dw).repeat(kh).view(taps, 1, 1)
+    rows = (torch.arange(ho, device=x.device, dtype=x.dtype) * sh - ph).view(1, ho, 1) + kernel_y
+    cols = (torch.arange(wo, device=x.device, dtype=x.dtype) * sw - pw).view(1, 1, wo) + kernel_x
+    y, x_pos = rows + offset[:, :, 0], cols + offset[:, :, 1]  # pixel positions, (B*G) x K x Ho x Wo
+    # grid_sample's coordinates (align_corners=False): pixel i of n sits at (2 i + 1) / n - 1
+    grid = torch.stack([(2 * x_pos + 1) / w - 1, (2 * y + 1) / h - 1], dim=-1).view(b * g, taps * ho, wo, 2)
+    sampled = F.grid_sample(x.reshape(b * g, c // g, h, w), grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+    columns = sampled.view(b * g, c // g, taps, ho * wo) * mask.reshape(b * g, 1, taps, ho * wo)
+    columns = columns.reshape(b, groups, in_channels * taps, ho * wo)
+    out = weight.reshape(groups, out_channels // groups, in_channels * taps) @ columns
     return out.reshape(b, out_channels, ho, wo)
 
 
