@@ -169,11 +169,16 @@ def test_restore_reads_an_official_checkpoint(tmp_path):
 
 
 def test_eval_reads_an_official_checkpoint(tmp_path):
+    from PIL import Image
+
     src = tmp_path / "official.pth"
     torch.save({"params": tiny_official_state()}, src)
+    for folder, colour in (("input", (100, 90, 80)), ("target", (110, 95, 70))):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        Image.new("RGB", (29, 23), colour).save(tmp_path / "data" / folder / "a.png")
     out = tmp_path / "eval"
-    argv = ["eval", "--checkpoint", str(src), "--arch", "restormer_test", "--degradation", "noise25",
-            "--max-items", "1", "--out", str(out)]
+    argv = ["eval", "--checkpoint", str(src), "--arch", "restormer_test", "--data", str(tmp_path / "data"),
+            "--out", str(out)]
     assert cli_main(argv) == 0
     record = json.loads((out / "results.json").read_text())
     assert "restormer_test" in json.dumps(record)
