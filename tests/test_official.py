@@ -168,17 +168,27 @@ def test_restore_reads_an_official_checkpoint(tmp_path):
     assert Image.open(out).size == (21, 17)
 
 
-def test_eval_reads_an_official_checkpoint(tmp_path):
+def test_eval_reads_an_official_checkpoint_under_moce_ir_ssim(tmp_path):
+    import numpy as np
     from PIL import Image
+
+    from exda.metrics import SSIM_PROTOCOLS, ssim
 
     src = tmp_path / "official.pth"
     torch.save({"params": tiny_official_state()}, src)
-    for folder, colour in (("input", (100, 90, 80)), ("target", (110, 95, 70))):
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (23, 29, 3), dtype=np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    for folder, pixels in (("input", noisy), ("target", clean)):
         (tmp_path / "data" / folder).mkdir(parents=True)
-        Image.new("RGB", (29, 23), colour).save(tmp_path / "data" / folder / "a.png")
+        Image.fromarray(pixels).save(tmp_path / "data" / folder / "a.png")
     out = tmp_path / "eval"
     argv = ["eval", "--checkpoint", str(src), "--arch", "restormer_test", "--data", str(tmp_path / "data"),
-            "--out", str(out)]
+            "--ssim-protocol", "moce_ir", "--out", str(out)]
     assert cli_main(argv) == 0
     record = json.loads((out / "results.json").read_text())
     assert "restormer_test" in json.dumps(record)
+    as_tensor = [torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255 for a in (noisy, clean)]
+    expected = float(ssim(*as_tensor, **SSIM_PROTOCOLS["moce_ir"])[0])
+    assert expected != pytest.approx(float(ssim(*as_tensor, **SSIM_PROTOCOLS["basicsr"])[0]), abs=1e-6)
+    assert f"{expected:.6f}" in (out / "results.csv").read_text()

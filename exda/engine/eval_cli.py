@@ -14,6 +14,7 @@ from exda.engine.checkpoint import load_checkpoint_or_pretrained, resolve_checkp
 from exda.engine.evaluate import evaluate_model
 from exda.engine.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
 from exda.errors import UserError
+from exda.metrics import SSIM_PROTOCOLS
 
 SAMPLES = "samples"  # --data value meaning the built-in sample photos
 GRID_PER_TASK = 1  # comparison.png: the first image of every task
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ssim-gaussian", action="store_true",
                         help="11x11 gaussian SSIM, population covariance (BasicSR, AMIR) instead of the 7x7 "
                              "uniform default")
+    parser.add_argument("--ssim-protocol", choices=tuple(SSIM_PROTOCOLS), default=None,
+                        help="SSIM as a code base computes it: skimage (default: 7x7 uniform, sample covariance), "
+                             "basicsr (= --ssim-gaussian), moce_ir (MoCE-IR's test.py: gaussian, sample covariance)")
     parser.add_argument("--max-items", type=int, default=None, metavar="N", help="evaluate the first N items")
     add_inference_arguments(parser)
 
@@ -51,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if root is None and layout != "synthetic":
         raise UserError(f"--layout {layout} needs --data pointing at a dataset folder")
 
+    ssim_protocol = SSIM_PROTOCOLS[args.ssim_protocol] if args.ssim_protocol else {}
+    if ssim_protocol and (args.ssim_gaussian or layout == "medical"):
+        raise UserError("--ssim-protocol replaces --ssim-gaussian and the medical layout's SSIM; give one")
     device = inference_device(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
     model, info = load_checkpoint_or_pretrained(checkpoint, device=device, arch=args.arch)
@@ -62,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     result = evaluate_model(
         model, dataset, device=device, crop_border=args.crop_border, y_channel=args.y_channel,
-        ssim_gaussian=args.ssim_gaussian or medical, data_range_from_gt=medical, bf16=args.bf16,
+        ssim_gaussian=args.ssim_gaussian or medical or ssim_protocol.get("gaussian", False),
+        ssim_sample_covariance=ssim_protocol.get("sample_covariance"), data_range_from_gt=medical, bf16=args.bf16,
         max_items=args.max_items, tile=args.tile, tile_overlap=args.tile_overlap,
         keep_per_task=GRID_PER_TASK, progress=True,
     )

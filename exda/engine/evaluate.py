@@ -1,7 +1,9 @@
 """Evaluate a restoration model on a dataset: per-task PSNR/SSIM/RMSE tables and comparison grids.
 
 Protocol (see :mod:`exda.metrics`): outputs are clamped to [0, 1]; PSNR/SSIM on RGB with data range 1
-by default; ``y_channel`` and ``crop_border`` as BasicSR; ``ssim_gaussian`` for the MoCE-IR SSIM;
+by default; ``y_channel`` and ``crop_border`` as BasicSR; ``ssim_gaussian`` for the 11x11 gaussian SSIM,
+with population covariance unless ``ssim_sample_covariance`` (MoCE-IR's test.py: both, see
+:data:`exda.metrics.SSIM_PROTOCOLS`);
 ``data_range_from_gt`` with ``ssim_gaussian`` is AMIR's medical protocol (range = GT max - min).
 Each task's numbers are means over its images; the ``average`` row is the mean over tasks, as papers
 report it. Identical input and target images give an infinite PSNR, which propagates into the means.
@@ -94,14 +96,15 @@ def finite_or_none(value: Any) -> Any:
 
 
 def _image_metrics(
-    pred: Tensor, target: Tensor, *, crop_border: int, y_channel: bool, ssim_gaussian: bool, gt_range: bool
+    pred: Tensor, target: Tensor, *, crop_border: int, y_channel: bool, ssim_gaussian: bool, gt_range: bool,
+    ssim_sample_covariance: bool | None = None,
 ) -> dict[str, Tensor]:
     """PSNR, SSIM and RMSE per image of a batch under one protocol."""
     data_range: float | Tensor = gt_data_range(target) if gt_range else 1.0
     common = {"crop_border": crop_border, "y_channel": y_channel, "data_range": data_range}
     return {
         "psnr": psnr(pred, target, **common),
-        "ssim": ssim(pred, target, gaussian=ssim_gaussian, **common),
+        "ssim": ssim(pred, target, gaussian=ssim_gaussian, sample_covariance=ssim_sample_covariance, **common),
         "rmse": rmse(pred, target, crop_border=crop_border),
     }
 
@@ -133,6 +136,7 @@ def evaluate_model(
     crop_border: int = 0,
     y_channel: bool = False,
     ssim_gaussian: bool = False,
+    ssim_sample_covariance: bool | None = None,
     data_range_from_gt: bool = False,
     bf16: bool = False,
     max_items: int | None = None,
@@ -159,6 +163,7 @@ def evaluate_model(
     was_training = model.training
     model.to(device).eval()
     options = {"crop_border": crop_border, "y_channel": y_channel, "ssim_gaussian": ssim_gaussian,
+               "ssim_sample_covariance": ssim_sample_covariance,
                "gt_range": data_range_from_gt}
     per_image: list[dict[str, Any]] = []
     triplets: list[Triplet] = []
@@ -187,6 +192,7 @@ def evaluate_model(
     finally:
         model.train(was_training)
     settings = {"crop_border": crop_border, "y_channel": y_channel, "ssim_gaussian": ssim_gaussian,
+                "ssim_sample_covariance": ssim_sample_covariance,
                 "data_range_from_gt": data_range_from_gt, "tile": tile, "bf16": bf16}
     return EvalResult(_summarise(per_image), per_image, settings, triplets, labels)
 
