@@ -17,6 +17,7 @@ does not), e.g.::
     git clone https://github.com/XLearning-SCU/2022-CVPR-AirNet /tmp/official/airnet
     git clone https://github.com/Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing \\
         /tmp/official/amir
+    git clone https://github.com/sunshangquan/Histoformer /tmp/official/histoformer
     pip install --target /tmp/official/pydeps einops
     python benchmarks/official_equivalence.py --pythonpath /tmp/official/pydeps \\
         --official restormer=/tmp/official/restormer promptir=/tmp/official/promptir \\
@@ -102,6 +103,12 @@ def _amir_combine_in_input_dtype(module: types.ModuleType) -> None:
     module.SparseDispatcher.combine = combine
 
 
+def _histoformer_test_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """As Allweather/test_histoformer.py runs it: reflect-pad bottom/right to a multiple of 8, crop back."""
+    h, w = x.shape[-2:]
+    return model(nn.functional.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect"))[..., :h, :w]
+
+
 OFFICIAL: dict[str, Official] = {
     # basicsr/models/archs/restormer_arch.py, as Options/*Restormer.yml builds it (the defaults).
     "restormer": Official("swz30/Restormer", "basicsr/models/archs/restormer_arch.py", "Restormer", {},
@@ -114,6 +121,11 @@ OFFICIAL: dict[str, Official] = {
                        arch="airnet", input_hw=(37, 29), prepare=_airnet_imports,
                        build=lambda module: module.AirNet(types.SimpleNamespace(batch_size=5)),
                        forward=lambda model, x: model(x, x)),
+    # Allweather/Options/Allweather_Histoformer.yml's network_g (the only published configuration).
+    "histoformer": Official("sunshangquan/Histoformer", "basicsr/models/archs/histoformer_arch.py", "Histoformer",
+                            {"dim": 36, "num_blocks": [4, 4, 6, 8], "num_refinement_blocks": 4, "heads": [1, 2, 4, 8],
+                             "ffn_expansion_factor": 2.667, "bias": False, "LayerNorm_type": "WithBias"},
+                            arch="histoformer", input_hw=(37, 29), forward=_histoformer_test_forward),
     # main_train_AMIR.py: AMIR() with its defaults (1 channel).
     "amir": Official("Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing", "model/Model_AMIR.py",
                      "AMIR", {}, arch="amir", in_channels=1, patch=_amir_combine_in_input_dtype),

@@ -15,7 +15,7 @@ from exda.engine.config import load_config
 from exda.engine.losses import RestorationLoss, pearson_loss
 from exda.layers.attention import cosine_logits
 from exda.models.histoformer import HistogramAttention, from_bins, softmax_with_zero, to_bins
-from exda.models.official import OFFICIAL_MAPPINGS
+from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
 
 OFFICIAL_KEYS = Path(__file__).parent / "data" / "official_keys" / "histoformer.json"
@@ -34,6 +34,11 @@ def test_official_keys_map_to_exactly_ours():
     mapped = OFFICIAL_MAPPINGS["histoformer"](official)
     assert len(mapped) == len(official) == len(ours)
     assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in ours.items()}
+
+
+def test_arch_is_inferred_from_official_keys():
+    record = json.loads(OFFICIAL_KEYS.read_text())
+    assert infer_arch({k: torch.empty(shape, device="meta") for k, shape in record["keys"].items()}) == "histoformer"
 
 
 def test_exda_overhead_is_small():
