@@ -1,5 +1,5 @@
 """Histoformer: exact count, official key mapping (recorded key list), DHSA pieces, ExDA token alignment,
-and Histoformer's Pearson loss. Equality with the official code itself: benchmarks/histoformer_equivalence.py."""
+and Histoformer's Pearson loss. Equality with the official code itself: benchmarks/official_equivalence.py."""
 
 from __future__ import annotations
 
