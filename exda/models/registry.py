@@ -22,6 +22,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def _ensure_families_loaded() -> None:
     # Model families register themselves on import; the list is explicit, not a folder scan.
+    import exda.models.adair  # noqa: F401
     import exda.models.airnet  # noqa: F401
     import exda.models.amir  # noqa: F401
     import exda.models.histoformer  # noqa: F401

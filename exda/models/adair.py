@@ -1,0 +1,261 @@
+"""AdaIR (Cui et al., ICLR 2025): adaptive all-in-one restoration via frequency mining and modulation.
+
+    image -> PatchEmbed -> [Encoder_l -> Down] x3 -> Latent -> AFLB_3 -> [Up -> concat skip -> reduce ->
+    Decoder_l -> AFLB_l] (levels 3, 2) -> Up -> concat skip -> Decoder_1 -> Refinement -> 3x3 conv -> + image
+
+The U-Net is Restormer's (MDTA + GDFN, with-bias layer norms). Each adaptive frequency learning block
+(AFLB, ``FrequencyModulation``) mines the resized input image: a 3x3 conv, an FFT split into a centred
+low-frequency box (its half-size predicted from the features, 0 below 128 px of feature side) and the
+rest, channel cross-attention of each band with the decoder features, the frequency modulation module
+(FMoM: spatial gate from the high band, channel gate from the low band), and one more cross-attention.
+
+``adair`` is the configuration of the official training script (``AdaIR(decoder=True)`` in
+``train.py`` of c-yn/AdaIR): dim 48, blocks (4, 6, 6, 8), 4 refinement blocks: 28,784,824 parameters.
+Two of them are kept only for that count: each AFLB defines a 3x3 conv and a 7x7 "score" conv it never
+calls (``unused_conv``, ``unused_score_conv``), and its band-size predictor (``rate_conv``) reaches the
+output only through an integer cast, so it never receives a gradient; all three are frozen
+(``requires_grad=False``), which changes nothing in training.
+
+``exda_adair`` turns on the two ExDA primitives in every transformer block's attention (Restormer's
+transposed attention); the AFLB's cross-attentions stay as published.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
+from exda.layers.attention import attend
+from exda.layers.global_token import GlobalTokenKind
+from exda.layers.value_transform import ValueTransformKind
+from exda.models.amir import pad_to_multiple
+from exda.models.official import StateDict, official_mapping
+from exda.models.registry import register_model
+from exda.models.restormer import LEVELS
+
+LOW_BAND_UNIT = 128  # the low-frequency box's half-size is (side // 128) * a predicted rate in (0, 1)
+
+
+class TransposedCrossAttention(nn.Module):
+    """Channel (transposed) attention with queries from ``x`` and keys/values from ``y``: 1x1 + depthwise
+    conv projections (``kv_kernel`` for keys/values), L2-normalised q and k, per-head temperature."""
+
+    def __init__(self, dim: int, heads: int, bias: bool = False, kv_kernel: int = 3) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
+        self.kv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
+        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, kernel_size=kv_kernel, padding=kv_kernel // 2, groups=dim * 2,
+                                   bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q_dwconv(self.q(x))
+        k, v = self.kv_dwconv(self.kv(y)).chunk(2, dim=1)
+        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
+        return self.project_out(attend(q, k, v, self.temperature).reshape(b, c, h, w))
+
+
+class FrequencyRefine(nn.Module):
+    """FMoM: low * spatial_gate(high) + high * channel_gate(low), then a 1x1 conv."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.spatial = nn.Conv2d(2, 1, kernel_size=7, padding=3, bias=False)
+        self.channel_mlp = nn.Sequential(nn.Conv2d(dim, dim // 16, 1, bias=False), nn.ReLU(),
+                                         nn.Conv2d(dim // 16, dim, 1, bias=False))
+        self.proj = nn.Conv2d(dim, dim, kernel_size=1)
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        spatial = torch.cat([high.amax(dim=1, keepdim=True), high.mean(dim=1, keepdim=True)], dim=1)
+        spatial_gate = self.spatial(spatial).sigmoid()
+        channel_gate = (self.channel_mlp(low.mean(dim=(-2, -1), keepdim=True))
+                        + self.channel_mlp(low.amax(dim=(-2, -1), keepdim=True))).sigmoid()
+        return self.proj(low * spatial_gate + high * channel_gate)
+
+
+class FrequencyModulation(nn.Module):
+    """AFLB: modulate decoder features ``y`` with the low/high frequency bands of the input image.
+    Returns cross_agg(y, FMoM(low, high)) * para1 + y * para2 (para1 starts at 0, para2 at 1)."""
+
+    def __init__(self, dim: int, heads: int, bias: bool = False, in_channels: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1, bias=False)
+        self.rate_conv = nn.Sequential(nn.Conv2d(dim, dim // 8, 1, bias=False), nn.GELU(),
+                                       nn.Conv2d(dim // 8, 2, 1, bias=False))
+        self.cross_high = TransposedCrossAttention(dim, heads, bias)
+        self.cross_low = TransposedCrossAttention(dim, heads, bias)
+        self.cross_agg = TransposedCrossAttention(dim, heads, bias)
+        self.refine = FrequencyRefine(dim)
+        self.para1 = nn.Parameter(torch.zeros(dim, 1, 1))
+        self.para2 = nn.Parameter(torch.ones(dim, 1, 1))
+        # Published but never called (kept for the official parameter count), and the band-size predictor
+        # whose only path to the output is an integer cast: none of them can be trained.
+        self.unused_conv = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1, bias=False)
+        self.unused_score_conv = nn.Conv2d(2, 2, 7, padding=3)
+        for module in (self.unused_conv, self.unused_score_conv, self.rate_conv):
+            module.requires_grad_(False)
+
+    def forward(self, image: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(image, y.shape[-2:], mode="bilinear", align_corners=False)
+        high, low = self.split_bands(self.embed(x))
+        agg = self.refine(self.cross_low(low, y), self.cross_high(high, y))
+        return self.cross_agg(y, agg) * self.para1 + y * self.para2
+
+    def split_bands(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """|ifft| of the spectrum outside / inside a centred box whose half-sides are
+        (side // 128) * sigmoid(rate_conv(mean(x))), truncated to integers (per image)."""
+        b, c, h, w = x.shape
+        rate = self.rate_conv(x.mean(dim=(-2, -1), keepdim=True)).sigmoid()[:, :, 0, 0]  # B x 2
+        half_h = (h // LOW_BAND_UNIT * rate[:, 0]).int()[:, None]
+        half_w = (w // LOW_BAND_UNIT * rate[:, 1]).int()[:, None]
+        rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        in_rows = (rows >= h // 2 - half_h) & (rows < h // 2 + half_h)  # B x h, in the centred spectrum
+        in_cols = (cols >= w // 2 - half_w) & (cols < w // 2 + half_w)
+        mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None].to(x.dtype)
+        # Centre the mask's frame on frequency 0 instead of shifting the spectrum (the same product).
+        mask = torch.roll(mask, shifts=(-(h // 2), -(w // 2)), dims=(2, 3))
+        spectrum = torch.fft.fft2(x, norm="forward")
+        low = torch.fft.ifft2(spectrum * mask, norm="forward").abs()
+        high = torch.fft.ifft2(spectrum * (1 - mask), norm="forward").abs()
+        return high, low
+
+
+class AdaIR(nn.Module):
+    """The network. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W (reflect-padded to a
+    multiple of 8, then cropped)."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        num_refinement_blocks: int = 4,
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion: float = 2.66,
+        bias: bool = False,
+        value_transform: ValueTransformKind = "off",
+        global_token: GlobalTokenKind = "off",
+        token_grid: int = 4,
+    ) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        self.in_channels = in_channels
+        widths = [dim * 2**level for level in range(LEVELS)]
+        block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
+                        global_token=global_token, token_grid=token_grid)
+
+        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
+            return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))
+
+        self.patch_embed = PatchEmbed(in_channels, dim, bias=False)
+        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
+        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
+        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
+        # Decoder steps, index j = level the step arrives at (0 = full resolution, kept at 2C).
+        self.ups = nn.ModuleList(Upsample(widths[j + 1]) for j in range(LEVELS - 1))
+        self.reduces = nn.ModuleList(
+            nn.Identity() if j == 0 else nn.Conv2d(2 * widths[j], widths[j], kernel_size=1, bias=bias)
+            for j in range(LEVELS - 1)
+        )
+        self.decoders = nn.ModuleList(
+            stage(2 * dim if j == 0 else widths[j], heads[j], num_blocks[j]) for j in range(LEVELS - 1)
+        )
+        # AFLB before each up step, index j as the up step's (all with the heads of level 3, as published).
+        self.frequency = nn.ModuleList(
+            FrequencyModulation(widths[j + 1], heads[2], bias, in_channels) for j in range(LEVELS - 1)
+        )
+        self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
+        self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x, 2 ** (LEVELS - 1), minimum=0)
+        feats, skips = self.patch_embed(padded), []
+        for encoder, down in zip(self.encoders, self.downs, strict=True):
+            feats = encoder(feats)
+            skips.append(feats)
+            feats = down(feats)
+        feats = self.latent(feats)
+        for j in reversed(range(LEVELS - 1)):
+            feats = self.frequency[j](padded, feats)
+            feats = self.reduces[j](torch.cat([self.ups[j](feats), skips[j]], dim=1))
+            feats = self.decoders[j](feats)
+        return (self.output(self.refinement(feats)) + padded)[..., :h, :w]
+
+
+SIZES: dict[str, dict] = {
+    "base": dict(dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8)),
+    "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2)),
+}
+EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
+
+
+def build(size: str, exda: bool, **kwargs) -> AdaIR:
+    """An AdaIR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
+    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
+    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
+        if config.get(option) is False:
+            config[option] = "off"
+    return AdaIR(**config)
+
+
+@register_model
+def adair(**kwargs) -> AdaIR:
+    return build("base", exda=False, **kwargs)
+
+
+@register_model
+def adair_test(**kwargs) -> AdaIR:
+    return build("test", exda=False, **kwargs)
+
+
+@register_model
+def exda_adair(**kwargs) -> AdaIR:
+    return build("base", exda=True, **kwargs)
+
+
+@register_model
+def exda_adair_test(**kwargs) -> AdaIR:
+    return build("test", exda=True, **kwargs)
+
+
+_OFFICIAL_HEADS = {"encoder_level1.": "encoders.0.", "encoder_level2.": "encoders.1.", "encoder_level3.": "encoders.2.",
+                   "decoder_level1.": "decoders.0.", "decoder_level2.": "decoders.1.", "decoder_level3.": "decoders.2.",
+                   "down1_2.": "downs.0.", "down2_3.": "downs.1.", "down3_4.": "downs.2.",
+                   "up2_1.": "ups.0.", "up3_2.": "ups.1.", "up4_3.": "ups.2.",
+                   "reduce_chan_level2.": "reduces.1.", "reduce_chan_level3.": "reduces.2.",
+                   "fre1.": "frequency.2.", "fre2.": "frequency.1.", "fre3.": "frequency.0."}
+_HEAD_RE = re.compile("^(" + "|".join(sorted(map(re.escape, _OFFICIAL_HEADS), key=len, reverse=True)) + ")")
+_INNER = [(re.compile(r"\.(norm[12])\.body\."), r".\1."),
+          (re.compile(r"\.conv1\."), ".embed."), (re.compile(r"\.conv\."), ".unused_conv."),
+          (re.compile(r"\.score_gen\."), ".unused_score_conv."),
+          (re.compile(r"\.channel_cross_l\."), ".cross_high."), (re.compile(r"\.channel_cross_h\."), ".cross_low."),
+          (re.compile(r"\.channel_cross_agg\."), ".cross_agg."),
+          (re.compile(r"\.frequency_refine\.SpatialGate\.spatial\."), ".refine.spatial."),
+          (re.compile(r"\.frequency_refine\.ChannelGate\.mlp\."), ".refine.channel_mlp."),
+          (re.compile(r"\.frequency_refine\.proj\."), ".refine.proj.")]
+
+
+@official_mapping("adair")
+def adair_from_official(state: StateDict) -> StateDict:
+    """The official ``AdaIR.state_dict()`` keys -> ours (tensors unchanged). Unknown keys are kept, so the
+    loader's strict check names them."""
+    mapped = {}
+    for key, tensor in state.items():
+        new = _HEAD_RE.sub(lambda m: _OFFICIAL_HEADS[m.group(1)], key, count=1)
+        for pattern, repl in _INNER:
+            new = pattern.sub(repl, new, count=1)
+        mapped[new] = tensor
+    return mapped
