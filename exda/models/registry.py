@@ -26,6 +26,7 @@ def _ensure_families_loaded() -> None:
     import exda.models.airnet  # noqa: F401
     import exda.models.amir  # noqa: F401
     import exda.models.histoformer  # noqa: F401
+    import exda.models.moce_ir  # noqa: F401
     import exda.models.promptir  # noqa: F401
     import exda.models.restormer  # noqa: F401
 
