@@ -240,7 +240,9 @@ def _cases() -> list[Case]:
         Case("checkpoint with a flipped byte", _pil("ckpt_b.png", _noise(8, 8)), "error",
              args=["@ckpt:flipped"], in_folder=False, message="SHA-256"),
         Case("checkpoint that is a pickle", _pil("ckpt_c.png", _noise(8, 8)), "error",
-             args=["@ckpt:pickle"], in_folder=False, message="not a readable exda checkpoint"),
+             args=["@ckpt:pickle"], in_folder=False, message="not a readable"),
+        Case(".pth checkpoint holding a pickled object (code)", _pil("ckpt_d.png", _noise(8, 8)), "error",
+             args=["@ckpt:pth"], in_folder=False, message="weights_only"),
     ]
 
 
@@ -261,8 +263,9 @@ def _special_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     blob[-7] ^= 0x40
     (flipped / "last.safetensors").write_bytes(bytes(blob))
     torch.save({"payload": _RunsCode()}, folder / "pickle.safetensors")
+    torch.save({"params": _RunsCode()}, folder / "published.pth")
     return {"mismatch": folder / "mismatch.safetensors", "flipped": flipped / "last.safetensors",
-            "pickle": folder / "pickle.safetensors"}
+            "pickle": folder / "pickle.safetensors", "pth": folder / "published.pth"}
 
 
 @contextlib.contextmanager
@@ -452,7 +455,7 @@ def run_kill_cycles(work: Path, kills: int, damages: int, iters: int, env: dict[
             if rng.random() < 0.5:
                 how = _kill_during_write(proc, run / "checkpoints", rng.randint(1, 12), timeout=60)
             else:
-                time.sleep(rng.uniform(2.0, 12.0))  # the start (imports) takes several seconds
+                time.sleep(rng.uniform(2.0, 9.0))  # the start (imports) takes several seconds
                 how = "random time" if proc.poll() is None else "finished first"
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
@@ -468,9 +471,16 @@ def run_kill_cycles(work: Path, kills: int, damages: int, iters: int, env: dict[
         detected += fell_back
         lost += int(after < before)  # a complete checkpoint that vanished with nothing newer
         damaged = _damage(run, rng) if killed and injected in damage_at else ""
+        # Detected: the checkpoint that resume would now pick is not the damaged last.
+        damage_detected = bool(damaged) and latest_valid_checkpoint(run / "checkpoints")[0] != \
+            run / "checkpoints" / "last.safetensors"
+        # A crash inside a save leaves one complete checkpoint for a moment; damaging that one too is two
+        # faults at once, and the run then starts again from step 0. Counted, not hidden.
+        after_damage = _valid_step(run) if damaged else after
         events.append({"attempt": attempt, "resumed_from_step": before if resume else None, "kill": how,
                        "killed": killed, "exit": proc.returncode, "valid_step_after": after,
-                       "fell_back_to_previous": fell_back, "damaged_after": damaged})
+                       "fell_back_to_previous": fell_back, "damaged_after": damaged,
+                       "damage_detected": damage_detected, "valid_step_after_damage": after_damage})
         if proc.returncode == 0 and after == iters:
             break
         if not killed:  # an error, not our kill: stop and report it
@@ -487,9 +497,13 @@ def run_kill_cycles(work: Path, kills: int, damages: int, iters: int, env: dict[
         "iters": iters, "reference_seconds": round(reference_s, 1), "kills": sum(e["killed"] for e in events),
         "kills_during_checkpoint_write": sum(e["killed"] and e["kill"] == "during checkpoint write" for e in events),
         "damaged_checkpoints": sum(bool(e["damaged_after"]) for e in events),
+        "damaged_checkpoints_detected": sum(e["damage_detected"] for e in events),
         "resumes": resumes, "resumes_succeeded": resumes_ok,
         "checkpoints_found_damaged_or_incomplete_and_skipped": detected,
-        "complete_checkpoints_lost": lost, "finished": finished, "equal_to_uninterrupted": equal,
+        "complete_checkpoints_lost": lost,
+        "restarts_from_step_0_after_damage": sum(bool(e["damaged_after"]) and e["valid_step_after_damage"] < 0
+                                                 and e["valid_step_after"] >= 0 for e in events),
+        "finished": finished, "equal_to_uninterrupted": equal,
         "config_overwritten": hashlib.sha256(config.read_bytes()).hexdigest() != config_digest,
         "events": events,
     }
@@ -512,11 +526,14 @@ def _markdown(result: dict) -> str:
         f"| inputs overwritten | {mixed['inputs_overwritten']} | 0 |",
         f"| kill -9 injected into training (of which during a checkpoint write) | {kills['kills']} "
         f"({kills['kills_during_checkpoint_write']}) | >= 20 |",
-        f"| checkpoints damaged on purpose (truncated / flipped byte) | {kills['damaged_checkpoints']} | - |",
+        f"| checkpoints damaged on purpose (truncated / flipped byte) and detected by their SHA-256 | "
+        f"{kills['damaged_checkpoints_detected']} / {kills['damaged_checkpoints']} | all |",
         f"| resumes that succeeded | {kills['resumes_succeeded']} / {kills['resumes']} | 100% |",
-        f"| damaged or incomplete checkpoints detected and skipped | "
+        f"| resumes that skipped a damaged or incomplete last (warning line) | "
         f"{kills['checkpoints_found_damaged_or_incomplete_and_skipped']} | - |",
-        f"| complete checkpoints lost | {kills['complete_checkpoints_lost']} | 0 |",
+        f"| complete checkpoints lost to a kill | {kills['complete_checkpoints_lost']} | 0 |",
+        f"| damage that hit the only complete checkpoint (kill mid-save + damage: the run restarted at step 0) | "
+        f"{kills['restarts_from_step_0_after_damage']} | - |",
         f"| final weights equal to an uninterrupted run (bit for bit) | {kills['equal_to_uninterrupted']} | True |",
         "", f"Mixed folder summary: `{mixed['summary']}`", "",
         "| bad input | expected | outcome | exit | ok | error line |", "|---|---|---|---|---|---|",
@@ -533,7 +550,7 @@ def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=24)
     parser.add_argument("--damages", type=int, default=6, help="kills after which the newest checkpoint is damaged")
-    parser.add_argument("--iters", type=int, default=400)
+    parser.add_argument("--iters", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "robustness.json")
     args = parser.parse_args()
@@ -553,7 +570,7 @@ def main_cli() -> None:
         inputs_s = time.monotonic() - start
         kill = run_kill_cycles(work / "train", args.kills, args.damages, args.iters, env, args.seed)
     result = {
-        "command": "python benchmarks/robustness.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/robustness.py", *sys.argv[1:]]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "inputs_seconds": round(inputs_s, 1), "inputs": inputs, "mixed_folder": mixed, "kill": kill,
