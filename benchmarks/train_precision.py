@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     for p, run in runs.items():
         val = run["metrics"].get("mean_psnr")
         lines.append(f"| {p} | {run['steps_per_hour']:.0f} | {val if val is None else f'{val:.2f}'} |")
+    lines += ["", "Steps per hour here come from the log timestamps of two runs made one after the other; on a "
+              "shared machine they compare the load, not the precisions. Speed is `exda bench`'s job "
+              "(benchmarks/results/speed_cpu.json, one quiet process per row)."]
     report = "\n".join(lines)
     args.out.with_suffix(".md").write_text(report + "\n")
     fig, ax = plt.subplots(figsize=(6, 3.5))
