@@ -111,6 +111,19 @@ def large_image_claims() -> tuple[str, ...]:
     return (*(f"{r['peak_rss_bytes'] / 2**30:.1f}" for r in rows), tiles.pop())
 
 
+def reliability_claims() -> tuple[str, ...]:
+    """The README's Reliability figures, from benchmarks/results/robustness.json."""
+    result = load("robustness.json")
+    inputs, folder, kill = result["inputs"], result["mixed_folder"], result["kill"]
+    restored, failed = re.match(r"(\d+) restored, (\d+) failed", folder["summary"]).groups()
+    figures = (inputs["kinds"], inputs["ok"], inputs["kinds"], inputs["tracebacks"] + folder["tracebacks"],
+               folder["files"], restored, failed, folder["exit"], folder["good_outputs_lost"],
+               folder["inputs_overwritten"], kill["kills"], kill["kills_during_checkpoint_write"],
+               kill["resumes_succeeded"], kill["resumes"], kill["complete_checkpoints_lost"],
+               kill["damaged_checkpoints"], kill["damaged_checkpoints_detected"])
+    return tuple(str(x) for x in figures)
+
+
 def design_table_row(name: str) -> tuple[str, ...]:
     row = model(name)
     return count(row["parameters"]), gflops(row)
@@ -184,6 +197,14 @@ CLAIMS: dict[str, Claim] = {
         "docs/model_card.md", r"haze goes from\s+([\d.]+) dB \(input\) to ([\d.]+) dB \(restored\) and underwater from "
                               r"([\d.]+) dB to ([\d.]+) dB",
         lambda: eval_scores("haze") + eval_scores("underwater")),
+    "readme reliability": (
+        "README.md", r"\*\*Bad input\.\*\* (\d+) kinds.*?: (\d+) of (\d+) handled as\s+expected.*?, "
+                     r"(\d+) tracebacks.*?The (\d+) that fit in a folder, as one folder: (\d+) restored, "
+                     r"(\d+) failed.*?exit status (\d+), (\d+) good outputs lost, (\d+) inputs overwritten.*?"
+                     r"killed (\d+) times \((\d+) during a checkpoint\s+write\).*?: (\d+) of (\d+) resumes "
+                     r"succeeded, (\d+) complete checkpoints lost.*?(\d+) checkpoints damaged on purpose.*?: "
+                     r"(\d+) of \d+ detected",
+        lambda: reliability_claims()),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
