@@ -18,6 +18,8 @@ does not), e.g.::
     git clone https://github.com/Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing \\
         /tmp/official/amir
     git clone https://github.com/sunshangquan/Histoformer /tmp/official/histoformer
+    git clone https://github.com/c-yn/AdaIR /tmp/official/adair
+    git clone https://github.com/eduardzamfir/MoCE-IR /tmp/official/moce-ir
     pip install --target /tmp/official/pydeps einops
     python benchmarks/official_equivalence.py --pythonpath /tmp/official/pydeps \\
         --official restormer=/tmp/official/restormer promptir=/tmp/official/promptir \\
@@ -103,6 +105,53 @@ def _amir_combine_in_input_dtype(module: types.ModuleType) -> None:
     module.SparseDispatcher.combine = combine
 
 
+def _stub_fvcore(root: Path) -> None:
+    """MoCE-IR's net/moce_ir.py imports fvcore's FLOP counter, which only its ``__main__`` uses."""
+    fvcore, fv_nn = types.ModuleType("fvcore"), types.ModuleType("fvcore.nn")
+    fv_nn.FlopCountAnalysis = fv_nn.flop_count_table = None
+    fvcore.nn = fv_nn
+    sys.modules.setdefault("fvcore", fvcore)
+    sys.modules.setdefault("fvcore.nn", fv_nn)
+
+
+def _moce_ir_in_input_dtype(module: types.ModuleType) -> None:
+    """MoCE-IR's ``FFTAttention`` casts q and k to float32 before its FFTs (``q.float()``), which caps a
+    float64 comparison near 1e-7; the same arithmetic in the input's dtype (a float32 run is unchanged)."""
+    rearrange = module.rearrange
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q = self.q_dwconv(self.q(x))
+        k, v = self.kv_dwconv(self.kv(x)).chunk(2, dim=1)
+        q, k = self.pad_and_rearrange(q), self.pad_and_rearrange(k)
+        out = torch.fft.irfft2(torch.fft.rfft2(q) * torch.fft.rfft2(k), s=(self.patch_size, self.patch_size))
+        out = rearrange(out, "b c h w p1 p2 -> b c (h p1) (w p2)")[:, :, :h, :w]
+        return self.proj_out(self.norm(out) * v)
+
+    module.FFTAttention.forward = forward
+
+
+def _moce_ir(dim: int) -> Callable[[types.ModuleType], nn.Module]:
+    """src/options.py's MoCE_IR_S / MoCE_IR defaults as src/train.py passes them. The official router also
+    draws Gaussian noise at test time (random outputs); exda's inference is deterministic, so the noise is
+    set to 0 here (the seeded comparison with noise, and of training mode and the balance loss, is
+    benchmarks/moce_ir_routing.py)."""
+
+    def build(module: types.ModuleType) -> nn.Module:
+        model = module.MoCEIR(dim=dim, **MOCE_IR_OPTIONS)
+        for router in model.modules():
+            if isinstance(router, module.RoutingFunction):
+                router.noise_std = 0.0
+        return model
+
+    return build
+
+
+MOCE_IR_OPTIONS = dict(num_blocks=[4, 6, 6, 8], num_dec_blocks=[2, 4, 4], levels=4, heads=[1, 2, 4, 8],
+                       num_refinement_blocks=4, topk=1, num_experts=4, rank=2, with_complexity=False,
+                       depth_type="constant", stage_depth=[1, 1, 1], rank_type="spread", complexity_scale="max")
+
+
 def _histoformer_test_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """As Allweather/test_histoformer.py runs it: reflect-pad bottom/right to a multiple of 8, crop back."""
     h, w = x.shape[-2:]
@@ -129,6 +178,15 @@ OFFICIAL: dict[str, Official] = {
     # main_train_AMIR.py: AMIR() with its defaults (1 channel).
     "amir": Official("Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing", "model/Model_AMIR.py",
                      "AMIR", {}, arch="amir", in_channels=1, patch=_amir_combine_in_input_dtype),
+    # train.py: AdaIRModel.net = AdaIR(decoder=True); odd input reflect-padded to a multiple of 8 as exda does.
+    "adair": Official("c-yn/AdaIR", "net/model.py", "AdaIR", {"decoder": True}, arch="adair", input_hw=(37, 29),
+                      forward=_histoformer_test_forward),
+    "moce_ir_s": Official("eduardzamfir/MoCE-IR", "src/net/moce_ir.py", "MoCEIR", {"dim": 32, **MOCE_IR_OPTIONS},
+                          arch="moce_ir_s", input_hw=(37, 29), prepare=_stub_fvcore, patch=_moce_ir_in_input_dtype,
+                          build=_moce_ir(32), forward=_histoformer_test_forward),
+    "moce_ir": Official("eduardzamfir/MoCE-IR", "src/net/moce_ir.py", "MoCEIR", {"dim": 48, **MOCE_IR_OPTIONS},
+                        arch="moce_ir", input_hw=(37, 29), prepare=_stub_fvcore, patch=_moce_ir_in_input_dtype,
+                        build=_moce_ir(48), forward=_histoformer_test_forward),
 }
 
 
