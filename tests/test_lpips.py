@@ -92,3 +92,39 @@ def test_converter_unpickler_runs_no_code() -> None:
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         module.ArrayUnpickler(io.BytesIO(pickle.dumps(Evil()))).load()
+
+
+def test_exda_eval_lpips_columns(tmp_path: Path) -> None:
+    """`exda eval --lpips`: per-image LPIPS of input and output, task means, CSV and markdown columns."""
+    import exda
+    from exda.engine.checkpoint import save_checkpoint
+    from exda.engine.evaluate import evaluate_model
+
+    torch.manual_seed(0)
+    model = exda.create_model("restormer_test").eval()
+    clean, degraded = _pairs()
+    items = [{"lq": degraded[i, :, :40, :36], "gt": clean[i, :, :40, :36], "task": "abc"[i % 3], "name": f"{i}",
+              "params": {}} for i in range(3)]
+    result = evaluate_model(model, items, lpips_net="alex")
+    with torch.inference_mode():
+        restored = model(degraded[:1, :, :40, :36]).clamp(0, 1)
+    assert result.per_task["a"]["lpips"] == pytest.approx(lpips(restored, clean[:1, :, :40, :36]).item(), abs=1e-6)
+    assert result.per_task["a"]["input_lpips"] == pytest.approx(
+        lpips(degraded[:1, :, :40, :36], clean[:1, :, :40, :36]).item(), abs=1e-6)
+    assert "LPIPS" in result.to_markdown()
+    result.to_csv(tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].endswith("input_lpips,lpips")
+    assert "lpips" not in evaluate_model(model, items[:1]).per_task["a"]  # off by default
+
+    ckpt = save_checkpoint(tmp_path / "run", "last", model=model, config={}, step=1, metrics={}, train_state=None)
+    from exda.cli import main
+    from exda.data.io import save_image
+
+    for i in range(2):  # a paired folder of two 40 x 36 crops
+        save_image(tmp_path / "pairs" / "input" / f"im{i}.png", degraded[i, :, :40, :36].permute(1, 2, 0).numpy())
+        save_image(tmp_path / "pairs" / "target" / f"im{i}.png", clean[i, :, :40, :36].permute(1, 2, 0).numpy())
+    argv = ["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path / "pairs"), "--lpips",
+            "--out", str(tmp_path / "ev")]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert record["settings"]["lpips"] == "alex" and all(r["input_lpips"] > 0 for r in record["per_image"])

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SSIM as a code base computes it: skimage (default: 7x7 uniform, sample covariance), "
                              "basicsr (= --ssim-gaussian), moce_ir (MoCE-IR's test.py: gaussian, sample covariance)")
     parser.add_argument("--max-items", type=int, default=None, metavar="N", help="evaluate the first N items")
+    parser.add_argument("--lpips", nargs="?", const="alex", default=None, choices=("alex", "vgg"), metavar="NET",
+                        help="add LPIPS columns (lower is better; AlexNet by default, 'vgg' needs weights made by "
+                             "scripts/convert_lpips.py); off by default: ~0.6 s per 512 px pair on one CPU thread")
     add_inference_arguments(parser)
 
 
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         ssim_gaussian=args.ssim_gaussian or medical or ssim_protocol.get("gaussian", False),
         ssim_sample_covariance=ssim_protocol.get("sample_covariance"), data_range_from_gt=medical, bf16=args.bf16,
         max_items=args.max_items, tile=args.tile, tile_overlap=args.tile_overlap,
-        keep_per_task=GRID_PER_TASK, progress=True,
+        keep_per_task=GRID_PER_TASK, progress=True, lpips_net=args.lpips,
     )
     data_name = SAMPLES if root is None else root.resolve().name
     result.settings.update(checkpoint=str(checkpoint), model=info["model_name"], step=info["step"],

@@ -31,9 +31,11 @@ from exda.engine.tiling import restore
 from exda.errors import UserError
 from exda.figures import save_image_grid
 from exda.metrics import gt_data_range, psnr, rmse, ssim
+from exda.metrics_lpips import lpips
 
 Triplet = tuple[Tensor, Tensor, Tensor]  # (input, restored, target), each C x H x W on the CPU
 METRIC_KEYS: tuple[str, ...] = ("input_psnr", "input_ssim", "input_rmse", "psnr", "ssim", "rmse")
+LPIPS_KEYS: tuple[str, ...] = ("input_lpips", "lpips")  # present only when evaluate_model(lpips_net=...)
 AVERAGE_ROW = "average"
 
 
@@ -49,14 +51,17 @@ class EvalResult:
 
     def to_markdown(self) -> str:
         """A table with one row per task: input PSNR/SSIM | restored PSNR/SSIM | RMSE | n."""
+        has_lpips = _has_lpips(self.per_task)
+        lpips_head, lpips_rule = (" input / restored LPIPS |", "---|") if has_lpips else ("", "")
         lines = [
-            "| task | input PSNR / SSIM | restored PSNR / SSIM | RMSE | n |",
-            "|---|---|---|---|---|",
+            f"| task | input PSNR / SSIM | restored PSNR / SSIM | RMSE |{lpips_head} n |",
+            f"|---|---|---|---|{lpips_rule}---|",
         ]
         for task, m in self.per_task.items():
+            lpips_cell = f" {m['input_lpips']:.4f} / {m['lpips']:.4f} |" if has_lpips else ""
             lines.append(
                 f"| {task} | {m['input_psnr']:.2f} / {m['input_ssim']:.4f} "
-                f"| {m['psnr']:.2f} / {m['ssim']:.4f} | {m['rmse']:.4f} | {int(m['count'])} |"
+                f"| {m['psnr']:.2f} / {m['ssim']:.4f} | {m['rmse']:.4f} |{lpips_cell} {int(m['count'])} |"
             )
         protocol = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         return "\n".join(lines) + f"\n\nProtocol: {protocol}\n"
@@ -65,9 +70,10 @@ class EvalResult:
         """Write the per-task table (one row per task, ``average`` last) as CSV, atomically."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["task", "count", *METRIC_KEYS])
+        keys = _metric_keys(self.per_task)
+        writer.writerow(["task", "count", *keys])
         for task, m in self.per_task.items():
-            writer.writerow([task, int(m["count"]), *(f"{m[k]:.6f}" for k in METRIC_KEYS)])
+            writer.writerow([task, int(m["count"]), *(f"{m[k]:.6f}" for k in keys)])
         _write_text(Path(path), buffer.getvalue())
 
     def to_json(self, path: str | Path) -> None:
@@ -109,19 +115,29 @@ def _image_metrics(
     }
 
 
+def _has_lpips(rows: dict[str, dict[str, Any]] | list[dict[str, Any]]) -> bool:
+    first = next(iter(rows.values() if isinstance(rows, dict) else rows), {})
+    return LPIPS_KEYS[1] in first
+
+
+def _metric_keys(rows: dict[str, dict[str, Any]] | list[dict[str, Any]]) -> tuple[str, ...]:
+    return METRIC_KEYS + LPIPS_KEYS if _has_lpips(rows) else METRIC_KEYS
+
+
 def _summarise(per_image: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean of every metric per task (in first-seen order), then the mean over tasks as ``average``."""
+    keys = _metric_keys(per_image)
     by_task: dict[str, list[dict[str, Any]]] = {}
     for row in per_image:
         by_task.setdefault(row["task"], []).append(row)
     per_task = {
-        task: {**{k: sum(r[k] for r in rows) / len(rows) for k in METRIC_KEYS}, "count": float(len(rows))}
+        task: {**{k: sum(r[k] for r in rows) / len(rows) for k in keys}, "count": float(len(rows))}
         for task, rows in by_task.items()
     }
     if len(per_task) > 1:
         tasks = list(per_task.values())
         per_task[AVERAGE_ROW] = {
-            **{k: sum(t[k] for t in tasks) / len(tasks) for k in METRIC_KEYS},
+            **{k: sum(t[k] for t in tasks) / len(tasks) for k in keys},
             "count": float(len(per_image)),
         }
     return per_task
@@ -145,6 +161,7 @@ def evaluate_model(
     keep_images: int = 0,
     keep_per_task: int = 0,
     progress: bool = False,
+    lpips_net: str | None = None,
 ) -> EvalResult:
     """Restore every item of ``dataset`` and score it against its ground truth.
 
@@ -152,8 +169,10 @@ def evaluate_model(
     ``keep_per_task`` items of every task, for comparison grids.
 
     Items follow the dataset contract ``{"lq", "gt", "task", "name", "params"}``. Images may differ in
-    size, so keep ``batch_size=1`` unless they match. The model runs in eval mode under inference mode
-    on ``device`` and is returned to its previous train/eval mode afterwards.
+    size, so keep ``batch_size=1`` unless they match. ``lpips_net`` ("alex" or "vgg") adds LPIPS
+    columns (``input_lpips``, ``lpips``; images clamped to [0, 1], 1-channel repeated to RGB).
+    The model runs in eval mode under inference mode on ``device`` and is returned to its previous
+    train/eval mode afterwards.
     """
     if max_items is not None:
         dataset = Subset(dataset, range(min(max_items, len(dataset))))
@@ -176,6 +195,9 @@ def evaluate_model(
             try:
                 before = _image_metrics(lq, gt, **options)
                 after = _image_metrics(restored, gt, **options)
+                if lpips_net is not None:
+                    before["lpips"] = lpips(lq.clamp(0.0, 1.0), gt.clamp(0.0, 1.0), net=lpips_net)
+                    after["lpips"] = lpips(restored, gt.clamp(0.0, 1.0), net=lpips_net)
             except ValueError as err:  # too small for SSIM, crop_border too large, flat target range
                 names = ", ".join(f"{task}/{name}" for task, name in zip(batch["task"], batch["name"], strict=True))
                 raise UserError(f"cannot score {names}: {err}") from err
@@ -193,7 +215,7 @@ def evaluate_model(
         model.train(was_training)
     settings = {"crop_border": crop_border, "y_channel": y_channel, "ssim_gaussian": ssim_gaussian,
                 "ssim_sample_covariance": ssim_sample_covariance,
-                "data_range_from_gt": data_range_from_gt, "tile": tile, "bf16": bf16}
+                "data_range_from_gt": data_range_from_gt, "tile": tile, "bf16": bf16, "lpips": lpips_net}
     return EvalResult(_summarise(per_image), per_image, settings, triplets, labels)
 
 
