@@ -1,0 +1,213 @@
+"""Miniature all-in-one ablation of the ExDA primitives on this CPU (issue 9, item 2).
+
+The ``restormer_test`` backbone (dim 8, blocks 1/1/1/1) with both primitives off, ``+value transform``,
+``+global token``, both, and each other option of each primitive, trained by the project's trainer
+(``exda.engine.trainer.train``) with one recipe, the same data and the same seeds, in two settings:
+
+- ``deg3``: noise (sigma 25), rain, haze;
+- ``mixed``: CDD-11-style combinations (low, haze, rain, low_haze, haze_rain, low_haze_rain).
+
+Training uses the built-in TRAIN sample photos degraded on the fly; the trainer's last validation
+(EMA weights, the HELDOUT photos, fixed degradations per index) gives the per-task PSNR/SSIM. Each run is
+one single-threaded process (oneDNN's 2-thread runs stall when another process takes a core), at most
+``--jobs`` (default 2) at once; a run whose ``<setting>/<variant>/seed<k>/result.json`` exists is
+skipped, so a crash loses nothing. ``--report`` only collects results into
+``benchmarks/results/ablation.{json,md}`` (mean and min-max over seeds, parameters, FLOPs, latency).
+
+    .venv/bin/python benchmarks/ablation.py               # train what is missing, then report
+    .venv/bin/python benchmarks/ablation.py --report      # tables from what exists
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import mean
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "ablation"
+MODEL = "restormer_test"
+VARIANTS: dict[str, dict[str, str]] = {
+    "backbone": dict(value_transform="off", global_token="off"),
+    "+vt": dict(value_transform="dwconv_gelu", global_token="off"),
+    "+gt": dict(value_transform="off", global_token="row"),
+    "both": dict(value_transform="dwconv_gelu", global_token="row"),
+    "+vt gelu": dict(value_transform="gelu", global_token="off"),
+    "+vt head_mlp": dict(value_transform="head_mlp", global_token="off"),
+    "+gt columns": dict(value_transform="off", global_token="columns"),
+}
+SETTINGS: dict[str, list[str]] = {
+    "deg3": ["noise25", "rain", "haze"],
+    "mixed": ["low", "haze", "rain", "low_haze", "haze_rain", "low_haze_rain"],
+}
+SEEDS = (0, 1)
+ITERS = 150
+PATCH = 48
+
+
+def _slug(variant: str) -> str:
+    return variant.replace("+", "plus_").replace(" ", "_")
+
+
+def run_dir(setting: str, variant: str, seed: int) -> Path:
+    return OUT / setting / _slug(variant) / f"seed{seed}"
+
+
+def config_dict(setting: str, variant: str, seed: int) -> dict:
+    return {
+        "model": {"name": MODEL, "kwargs": dict(VARIANTS[variant])},
+        "data": {"layout": "synthetic", "root": None, "degradations": SETTINGS[setting], "patch_size": PATCH,
+                 "batch_size": 4, "num_workers": 0, "length": 200, "augment": True, "val_patch_size": 128,
+                 "val_max_items": 100},
+        "optim": {"lr": 1.0e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "warmup_iters": 20,
+                  "schedule_iters": ITERS, "min_lr": 1.0e-5, "grad_clip": 0.0},
+        "loss": {"kind": "l1", "fft_weight": 0.0},
+        "train": {"iters": ITERS, "val_every": ITERS, "ckpt_every": ITERS, "log_every": 50,
+                  "precision": "fp32", "ema_decay": 0.99, "seed": seed, "device": "cpu"},
+    }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    from exda.atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def train_one(setting: str, variant: str, seed: int) -> None:
+    """One training run in this process (single-threaded); writes result.json atomically at the end."""
+    import torch
+
+    from exda.engine.config import config_from_dict
+    from exda.engine.trainer import train
+
+    torch.set_num_threads(1)
+    folder = run_dir(setting, variant, seed)
+    train_folder = folder / "run"
+    if train_folder.exists():  # an interrupted run: start it again from scratch (runs are short)
+        import shutil
+        shutil.rmtree(train_folder)
+    start = time.perf_counter()
+    metrics = train(config_from_dict(config_dict(setting, variant, seed)), train_folder)
+    record = {"setting": setting, "variant": variant, "seed": seed, "kwargs": VARIANTS[variant],
+              "iters": ITERS, "patch": PATCH, "train_seconds": time.perf_counter() - start,
+              "per_task": metrics["per_task"], "mean_psnr": metrics["mean_psnr"]}
+    atomic_write_text(folder / "result.json", json.dumps(record, indent=1))
+
+
+def profile_variants() -> dict[str, dict[str, float]]:
+    """Parameters, FLOPs at 256x256 and single-thread CPU latency at 128x128 of each variant."""
+    import torch
+
+    from exda.models.profile import profile_model
+    from exda.models.registry import create_model
+
+    torch.set_num_threads(1)
+    table = {}
+    x = torch.rand(1, 3, 128, 128)
+    for variant, kwargs in VARIANTS.items():
+        params, flops = profile_model(MODEL, (256, 256), **kwargs)
+        model = create_model(MODEL, **kwargs).eval()
+        with torch.inference_mode():
+            model(x)
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - t0)
+        table[variant] = {"params": params, "gflops_256": flops / 1e9, "latency_ms_128": 1e3 * sorted(times)[2]}
+    return table
+
+
+def _lpips_note() -> str:
+    return ("LPIPS: not computed (the ablation reads the trainer's validation, which reports PSNR/SSIM; "
+            "exda.metrics_lpips exists and could be added to that validation)")
+
+
+def report() -> dict:
+
+    profile = profile_variants()
+    base_params = profile["backbone"]["params"]
+    record: dict = {"model": MODEL, "iters": ITERS, "patch": PATCH, "seeds": list(SEEDS), "settings": SETTINGS,
+                    "variants": VARIANTS, "profile": profile, "note": _lpips_note(), "results": {}}
+    lines = [f"# Ablation (benchmarks/ablation.py): {MODEL}, {ITERS} steps, patch {PATCH}, batch 4, "
+             f"seeds {list(SEEDS)}, HELDOUT sample photos", "",
+             "PSNR (dB) / SSIM: mean over seeds [min, max]; gain = mean PSNR minus the backbone's.", "",
+             f"{_lpips_note()}.", ""]
+    for setting, tasks in SETTINGS.items():
+        lines += [f"## {setting}", "",
+                  "| variant | params (+%) | GFLOPs@256 | ms@128 | " + " | ".join(tasks) + " | mean PSNR | gain |",
+                  "|---|---|---|---|" + "---|" * len(tasks) + "---|---|"]
+        base_mean = None
+        for variant in VARIANTS:
+            results = []
+            for seed in SEEDS:
+                path = run_dir(setting, variant, seed) / "result.json"
+                if path.exists():
+                    results.append(json.loads(path.read_text()))
+            if not results:
+                continue
+            row = {}
+            cells = []
+            for task in tasks:
+                psnrs = [r["per_task"][task]["psnr"] for r in results]
+                ssims = [r["per_task"][task]["ssim"] for r in results]
+                row[task] = {"psnr": psnrs, "ssim": ssims}
+                cells.append(f"{mean(psnrs):.2f} [{min(psnrs):.2f}, {max(psnrs):.2f}] / {mean(ssims):.3f}")
+            means = [r["mean_psnr"] for r in results]
+            row["mean_psnr"] = means
+            row["seeds_done"] = [r["seed"] for r in results]
+            if variant == "backbone":
+                base_mean = mean(means)
+            gain = f"{mean(means) - base_mean:+.2f}" if base_mean is not None else "-"
+            p = profile[variant]
+            lines.append(f"| {variant} | {p['params']:,} ({100 * (p['params'] / base_params - 1):+.2f}%) | "
+                         f"{p['gflops_256']:.3f} | {p['latency_ms_128']:.1f} | " + " | ".join(cells)
+                         + f" | {mean(means):.2f} [{min(means):.2f}, {max(means):.2f}] | {gain} |")
+            record["results"].setdefault(setting, {})[variant] = row
+        lines.append("")
+    atomic_write_text(ROOT / "benchmarks" / "results" / "ablation.json", json.dumps(record, indent=1))
+    atomic_write_text(ROOT / "benchmarks" / "results" / "ablation.md", "\n".join(lines))
+    print("\n".join(lines))
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--report", action="store_true", help="only collect existing results into tables")
+    parser.add_argument("--jobs", type=int, default=2, help="training processes at once (default 2)")
+    parser.add_argument("--one", nargs=3, metavar=("SETTING", "VARIANT", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        train_one(args.one[0], args.one[1], int(args.one[2]))
+        return
+    if not args.report:
+        # seed-major order: every variant gets seed 0 in both settings before any seed 1
+        todo = [(s, v, k) for k in SEEDS for s in SETTINGS for v in VARIANTS
+                if not (run_dir(s, v, k) / "result.json").exists()]
+        running: list[tuple[subprocess.Popen, tuple]] = []
+        while todo or running:
+            while todo and len(running) < args.jobs:
+                job = todo.pop(0)
+                folder = run_dir(*job)
+                folder.mkdir(parents=True, exist_ok=True)
+                log = open(folder / "stdout.log", "w")
+                proc = subprocess.Popen([sys.executable, __file__, "--one", job[0], job[1], str(job[2])],
+                                        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                running.append((proc, job))
+                print(f"{time.strftime('%H:%M:%S')} started {job}", flush=True)
+            time.sleep(2)
+            for proc, job in list(running):
+                if proc.poll() is not None:
+                    running.remove((proc, job))
+                    print(f"{time.strftime('%H:%M:%S')} finished {job} rc={proc.returncode}", flush=True)
+    report()
+
+
+if __name__ == "__main__":
+    main()
