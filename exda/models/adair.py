@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
-from exda.layers.attention import attend
+from exda.layers.attention import attend, wide
 from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.amir import pad_to_multiple
@@ -125,10 +125,10 @@ class FrequencyModulation(nn.Module):
         mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None].to(x.dtype)
         # Centre the mask's frame on frequency 0 instead of shifting the spectrum (the same product).
         mask = torch.roll(mask, shifts=(-(h // 2), -(w // 2)), dims=(2, 3))
-        spectrum = torch.fft.fft2(x, norm="forward")
+        spectrum = torch.fft.fft2(x.to(wide(x.dtype)), norm="forward")  # FFTs in float32 at least (bf16 / fp16)
         low = torch.fft.ifft2(spectrum * mask, norm="forward").abs()
         high = torch.fft.ifft2(spectrum * (1 - mask), norm="forward").abs()
-        return high, low
+        return high.to(x.dtype), low.to(x.dtype)
 
 
 class AdaIR(nn.Module):

@@ -78,7 +78,7 @@ class PatchFFTAttention(nn.Module):
         out = torch.fft.irfft2(torch.fft.rfft2(q) * torch.fft.rfft2(k), s=(p, p))
         rows, cols = out.shape[2], out.shape[3]
         out = out.permute(0, 1, 2, 4, 3, 5).reshape(b, c, rows * p, cols * p)[..., :h, :w]
-        return self.proj_out(self.norm(out) * v)
+        return self.proj_out(self.norm(out.to(v.dtype)) * v)
 
     def to_patches(self, x: torch.Tensor) -> torch.Tensor:
         """B x C x H x W -> B x C x rows x cols x p x p (zero-padded bottom/right)."""
