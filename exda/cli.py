@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("exda.engine.export_cli", "write a checkpoint or the default model as ONNX (dynamic height and width)"),
     "bench": ("exda.engine.bench", "measure this machine: matmul peak, inference paths and backends, training steps"),
     "serve": ("exda.engine.serve", "a local web page: restore uploads, degrade with a seed and restore (Gradio)"),
+    "analyze": ("exda.analysis.cli", "analyses of checkpoints: embeddings, spectra, separability (JSON + plot)"),
 }
 
 
