@@ -169,3 +169,13 @@ def test_first_width_is_the_first_convolution() -> None:
     assert first_width(nn.Linear(2, 2)) == 64
     model = exda.create_model("exda_restormer_test")
     assert first_width(model) == model.patch_embed.proj.out_channels
+
+
+def test_auto_precision_keeps_a_bf16_unsafe_model_in_fp32(monkeypatch):
+    import exda.engine.fast as fast
+
+    monkeypatch.setattr(fast, "native_bf16", lambda device: True)
+    assert fast.optimize_for_inference(exda.create_model("restormer_test")).bf16
+    histoformer = exda.create_model("histoformer_test")
+    assert not fast.optimize_for_inference(histoformer).bf16
+    assert fast.optimize_for_inference(histoformer, precision="bf16").bf16  # asked for explicitly

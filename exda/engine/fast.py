@@ -81,7 +81,8 @@ def optimize_for_inference(
 ) -> FastInference:
     """The fast version of ``model`` (same weights and call signature, fp32 in and out).
 
-    ``precision="auto"`` picks bf16 where the device runs it natively, else fp32. ``compile=True`` adds
+    ``precision="auto"`` picks bf16 where the device runs it natively (and the model does not set
+    ``bf16_safe = False``), else fp32. ``compile=True`` adds
     ``torch.compile`` (minutes of compilation on a small CPU, so off by default); if the compiler is
     unavailable here the eager model is used with a warning.
     """
@@ -91,7 +92,10 @@ def optimize_for_inference(
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    bf16 = native_bf16(device) if precision == "auto" else precision == "bf16"
+    # A network whose output is not continuous in its input (Histoformer sorts pixels by value) sets
+    # ``bf16_safe = False``: bf16 rounding then moves its output by whole grey levels, so auto means fp32.
+    auto_bf16 = native_bf16(device) and getattr(model, "bf16_safe", True)
+    bf16 = auto_bf16 if precision == "auto" else precision == "bf16"
     compiled = compile and _compiler_works()
     return FastInference(model, bf16=bf16, channels_last=channels_last, compiled=compiled)
 

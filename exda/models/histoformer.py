@@ -195,6 +195,10 @@ class Histoformer(nn.Module):
     """The network. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W (reflect-padded to a
     multiple of 8 as the official test script does, then cropped back)."""
 
+    # Sorting pixels by value makes the output jump on tiny input changes (the official code too), so
+    # bf16 rounding moves it by whole grey levels: the fast path keeps it in fp32 (exda/engine/fast.py).
+    bf16_safe = False
+
     def __init__(
         self,
         in_channels: int = 3,
