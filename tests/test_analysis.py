@@ -21,7 +21,7 @@ from exda.errors import UserError
 
 @pytest.fixture(scope="module")
 def probe():
-    return probe_set(("noise", "haze", "low_light"), crop=40, per_photo=2, photos=("astronaut", "chelsea"))
+    return probe_set(("noise", "haze", "low_light"), crop=40, per_photo=3, photos=("astronaut",))
 
 
 @pytest.fixture(scope="module")
