@@ -150,7 +150,7 @@ def _plot_2d(features: dict[str, np.ndarray], labels: list[str], path: Path, see
             ax = axes[row, col]
             for k, c in enumerate(classes):
                 ax.scatter(points[y == c, 0], points[y == c, 1], s=9, color=colours(k % 10), label=c)
-            ax.set_title(f"{name}: {title}", fontsize=8)
+            ax.set_title(f"{name}\n{title}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].legend(fontsize=7, markerscale=1.5)
