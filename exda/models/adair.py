@@ -35,7 +35,7 @@ from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.amir import pad_to_multiple
 from exda.models.official import StateDict, official_mapping
-from exda.models.registry import register_model
+from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS
 
 LOW_BAND_UNIT = 128  # the low-frequency box's half-size is (side // 128) * a predicted rate in (0, 1)
@@ -199,16 +199,9 @@ SIZES: dict[str, dict] = {
     "base": dict(dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8)),
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2)),
 }
-EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
-
-
 def build(size: str, exda: bool, **kwargs) -> AdaIR:
     """An AdaIR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
-    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
-    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
-        if config.get(option) is False:
-            config[option] = "off"
-    return AdaIR(**config)
+    return AdaIR(**model_options(SIZES[size], exda, kwargs))
 
 
 @register_model

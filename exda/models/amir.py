@@ -31,7 +31,7 @@ from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_config, official_mapping
-from exda.models.registry import register_model
+from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS
 
 NOISE_EPS = 1e-2  # floor of the gating noise's standard deviation
@@ -270,16 +270,9 @@ SIZES: dict[str, dict] = {
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2),
                  atoms=4, atom_dim=16, instruction_hidden=8),
 }
-EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
-
-
 def build(size: str, exda: bool, **kwargs) -> AMIR:
     """An AMIR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
-    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
-    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
-        if config.get(option) is False:
-            config[option] = "off"
-    return AMIR(**config)
+    return AMIR(**model_options(SIZES[size], exda, kwargs))
 
 
 @register_model

@@ -27,7 +27,7 @@ from exda.layers.attention import cosine_logits, inverse_norm, wide
 from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_mapping
-from exda.models.registry import register_model
+from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS, RestormerUNet
 
 
@@ -286,16 +286,9 @@ SIZES: dict[str, dict] = {
     "base": dict(dim=36, num_blocks=(4, 4, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8)),
     "test": dict(dim=12, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 2, 4)),
 }
-EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
-
-
 def build(size: str, exda: bool, **kwargs) -> Histoformer:
     """A Histoformer of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
-    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
-    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
-        if config.get(option) is False:
-            config[option] = "off"
-    return Histoformer(**config)
+    return Histoformer(**model_options(SIZES[size], exda, kwargs))
 
 
 @register_model

@@ -45,7 +45,7 @@ from exda.layers.value_transform import ValueTransformKind
 from exda.models.adair import TransposedCrossAttention
 from exda.models.amir import normal_cdf, pad_to_multiple
 from exda.models.official import StateDict, official_mapping
-from exda.models.registry import register_model
+from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS
 
 CV_EPS = 1e-8
@@ -307,16 +307,9 @@ SIZES: dict[str, dict] = {
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_dec_blocks=(1, 1, 1), num_refinement_blocks=1,
                  heads=(1, 1, 2, 2), experts=2, top_k=2),
 }
-EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
-
-
 def build(size: str, exda: bool, **kwargs) -> MoCEIR:
     """A MoCE-IR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
-    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
-    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
-        if config.get(option) is False:
-            config[option] = "off"
-    return MoCEIR(**config)
+    return MoCEIR(**model_options(SIZES[size], exda, kwargs))
 
 
 @register_model

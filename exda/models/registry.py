@@ -10,6 +10,19 @@ from exda.errors import UserError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
+# The two primitives' settings an ``exda_*`` variant turns on, in every family.
+EXDA_DEFAULTS: dict[str, str] = dict(value_transform="dwconv_gelu", global_token="row")
+
+
+def model_options(size: dict, exda: bool, overrides: dict) -> dict:
+    """A family's keyword arguments: its named size, ExDA's primitives when ``exda``, then the caller's
+    overrides (a YAML 1.1 unquoted ``off``, read as False, means "off")."""
+    config = {**size, **(EXDA_DEFAULTS if exda else {}), **overrides}
+    for option in EXDA_DEFAULTS:
+        if config.get(option) is False:
+            config[option] = "off"
+    return config
+
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Register a factory under its function name; a duplicate name is a programming error."""

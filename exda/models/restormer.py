@@ -22,7 +22,7 @@ from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
 from exda.layers.global_token import GlobalTokenKind
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import official_config, official_mapping, rename_prefixes
-from exda.models.registry import register_model
+from exda.models.registry import model_options, register_model
 
 LEVELS = 4  # resolution levels; inputs are padded to a multiple of 2 ** (LEVELS - 1)
 
@@ -200,16 +200,9 @@ SIZES: dict[str, dict] = {
     "tiny": dict(dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8)),
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2)),
 }
-EXDA_DEFAULTS = dict(value_transform="dwconv_gelu", global_token="row")
-
-
 def build(size: str, exda: bool, **kwargs) -> RestormerUNet:
     """A backbone of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
-    config = {**SIZES[size], **(EXDA_DEFAULTS if exda else {}), **kwargs}
-    for option in EXDA_DEFAULTS:  # YAML 1.1 reads an unquoted `off` as False
-        if config.get(option) is False:
-            config[option] = "off"
-    return RestormerUNet(**config)
+    return RestormerUNet(**model_options(SIZES[size], exda, kwargs))
 
 
 @register_model
