@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import exda
-from exda.layers import GLOBAL_TOKENS, VALUE_TRANSFORMS, GlobalSpatialToken, NonlinearValue, TransposedAttention
+from exda.layers import (
+    GLOBAL_TOKENS,
+    VALUE_TRANSFORMS,
+    GlobalSpatialToken,
+    NonlinearValue,
+    TokenOptions,
+    TransposedAttention,
+)
 from exda.models.profile import count_parameters, profile_model
 from exda.models.promptir import PROMPTS
 
@@ -122,10 +129,12 @@ def test_nonlinear_value_is_residual_and_nonlinear():
 
 
 def test_token_weights_are_a_distribution_over_cells():
-    gst = GlobalSpatialToken(heads=2, kind="row", grid=4)
-    w = gst.cell_weights(torch.randn(2, 8, 37, 31))
-    assert w.shape == (2, 8, 16)
-    assert torch.allclose(w.sum(-1), torch.ones(2, 8))
+    for upsample in ("nearest", "aligned", "bilinear"):
+        for softmax in ("raw", "standardized"):
+            gst = GlobalSpatialToken(heads=2, kind="row", options=TokenOptions(4, upsample, softmax))
+            w = gst.cell_weights(torch.randn(2, 8, 37, 31))
+            assert w.shape == (2, 8, 16)
+            assert torch.allclose(w.sum(-1), torch.ones(2, 8))
 
 
 def test_degradation_descriptor_is_explicit():
@@ -156,11 +165,21 @@ def test_yaml_off_means_off():
         assert count_parameters(model) == count_parameters(exda.create_model("restormer_test"))
 
 
-@pytest.mark.parametrize("kind", ["row", "columns"])
-def test_fast_token_path_equals_concatenation_reference(kind):
+TOKEN_OPTION_CASES = [
+    ("row", TokenOptions()),
+    ("columns", TokenOptions()),
+    ("row", TokenOptions(upsample="aligned", softmax="standardized", input="normalized")),
+    ("row", TokenOptions(grid=3, upsample="bilinear")),
+    ("columns", TokenOptions(column_scale="area", softmax="standardized")),
+]
+
+
+@pytest.mark.parametrize(("kind", "options"), TOKEN_OPTION_CASES)
+def test_fast_token_path_equals_concatenation_reference(kind, options):
     torch.manual_seed(0)
-    fast = TransposedAttention(16, 2, value_transform="dwconv_gelu", global_token=kind).double()
-    reference = TransposedAttention(16, 2, value_transform="dwconv_gelu", global_token=kind, path="reference")
+    fast = TransposedAttention(16, 2, value_transform="dwconv_gelu", global_token=kind, token=options).double()
+    reference = TransposedAttention(16, 2, value_transform="dwconv_gelu", global_token=kind, token=options,
+                                    path="reference")
     reference = reference.double()
     reference.load_state_dict(fast.state_dict())
     x = torch.randn(2, 16, 19, 23, dtype=torch.float64, requires_grad=True)

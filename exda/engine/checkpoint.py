@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from exda.atomic import atomic_write
 from exda.errors import UserError
+from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
 from exda.models import create_model
 
 FORMAT = "exda-checkpoint-v1"
@@ -161,7 +162,7 @@ def save_checkpoint(
     metadata = {
         "format": FORMAT,
         "model_name": net.model_name,
-        "model_kwargs": json.dumps(net.model_kwargs),
+        "model_kwargs": json.dumps({**token_kwargs(net), **net.model_kwargs}),
         "step": str(step),
     }
     weights = directory / f"{tag}{WEIGHTS_SUFFIX}"
@@ -330,6 +331,9 @@ def load_for_inference(
     name = metadata.get("model_name", "")
     kwargs = json.loads(metadata.get("model_kwargs", "{}"))
     model = create_model(name, **kwargs)
+    if "token_upsample" not in kwargs and token_kwargs(model):  # saved before the GST options existed
+        kwargs = {**LEGACY_TOKEN_KWARGS, **kwargs}
+        model = create_model(name, **kwargs)
     ema = use_ema and bool(groups["ema"])
     load_state_into(model, groups["ema"] if ema else groups["model"], path)
     record = _read_info(path)

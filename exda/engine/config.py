@@ -96,6 +96,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory layout: faster depthwise convs and LayerNorm (benchmarks/README.md)
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # NaN/Inf loss or gradient: stop the run, or skip the step
+    val_lpips: Literal["off", "alex", "vgg"] = "off"  # add LPIPS to validation (offline weights; slower)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

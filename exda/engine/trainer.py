@@ -316,6 +316,7 @@ class Trainer:
         result = evaluate_model(
             model, self.val_set, device=self.device,
             bf16=self.config.train.precision == "bf16", keep_images=SAMPLE_IMAGES,
+            lpips_net=None if self.config.train.val_lpips == "off" else self.config.train.val_lpips,
         )
         metrics = {task: dict(values) for task, values in result.per_task.items() if task != AVERAGE_ROW}
         mean_psnr = sum(m["psnr"] for m in metrics.values()) / len(metrics)
@@ -324,6 +325,8 @@ class Trainer:
             for task, values in metrics.items():
                 self.writer.add_scalar(f"val/{task}/psnr", values["psnr"], self.step)
                 self.writer.add_scalar(f"val/{task}/ssim", values["ssim"], self.step)
+                if "lpips" in values:
+                    self.writer.add_scalar(f"val/{task}/lpips", values["lpips"], self.step)
             self.writer.add_scalar("val/mean_psnr", mean_psnr, self.step)
             for i, (lq, restored, gt) in enumerate(result.triplets):
                 strip = torch.cat([lq, restored, gt], dim=-1).clamp(0, 1)

@@ -3,7 +3,7 @@
 from exda.layers.attention import TransposedAttention
 from exda.layers.block import TransformerBlock
 from exda.layers.ffn import GatedDconvFFN
-from exda.layers.global_token import GLOBAL_TOKENS, GlobalSpatialToken, GlobalTokenKind
+from exda.layers.global_token import GLOBAL_TOKENS, GlobalSpatialToken, GlobalTokenKind, TokenOptions
 from exda.layers.norm import LayerNorm2d
 from exda.layers.sampling import Downsample, PatchEmbed, Upsample
 from exda.layers.value_transform import VALUE_TRANSFORMS, NonlinearValue, ValueTransformKind
@@ -18,6 +18,7 @@ __all__ = [
     "LayerNorm2d",
     "NonlinearValue",
     "PatchEmbed",
+    "TokenOptions",
     "TransformerBlock",
     "TransposedAttention",
     "Upsample",

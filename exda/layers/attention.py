@@ -11,14 +11,15 @@ from typing import Literal
 import torch
 from torch import nn
 
-from exda.layers.global_token import GlobalSpatialToken, GlobalTokenKind
+from exda.layers.global_token import GlobalSpatialToken, GlobalTokenKind, TokenOptions, wide
 from exda.layers.value_transform import NonlinearValue, ValueTransformKind
 
 
 class TransposedAttention(nn.Module):
     """Channel (transposed) self-attention: 1x1 + 3x3 depthwise QKV, L2-normalised q and k, learnable
     per-head temperature, 1x1 output projection. ``value_transform`` and ``global_token`` add ExDA's
-    nonlinear value path and global spatial token; both "off" gives Restormer's MDTA exactly.
+    nonlinear value path and global spatial token (built as ``token`` says); both "off" gives
+    Restormer's MDTA exactly.
     """
 
     def __init__(
@@ -28,7 +29,7 @@ class TransposedAttention(nn.Module):
         bias: bool = False,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
+        token: TokenOptions | None = None,
         path: Literal["fast", "reference"] = "fast",
     ) -> None:
         super().__init__()
@@ -42,11 +43,12 @@ class TransposedAttention(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
         self.value = NonlinearValue(dim, heads, value_transform, bias=bias)
-        self.token = None if global_token == "off" else GlobalSpatialToken(heads, global_token, token_grid)
+        self.token = None if global_token == "off" else GlobalSpatialToken(heads, global_token, token)
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor, x_in: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` is the normalised block input; ``x_in`` the raw block input the GST pools (default x)."""
+        """``x`` is the normalised block input; ``x_in`` the raw block input, which the GST pools unless
+        its options say ``input="normalized"`` (then it pools ``x``)."""
         b, c, h, w = x.shape
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         v = self.value(v)
@@ -54,21 +56,21 @@ class TransposedAttention(nn.Module):
         if self.token is None:
             out = attend(q, k, v, self.temperature)
         elif self.path == "reference":  # concatenate, attend, drop the token's outputs: as drawn
-            q, k, v = self.token.append(q, k, v, x if x_in is None else x_in)
+            q, k, v = self.token.append(q, k, v, self.token_source(x, x_in))
             out = self.token.drop(attend(q, k, v, self.temperature))
         else:
-            tok = self.token.tokens(x if x_in is None else x_in).to(q.dtype)
+            tok = self.token.tokens(self.token_source(x, x_in)).to(q.dtype)
             attend_with_token = attend_with_row_token if self.token.kind == "row" else attend_with_column_tokens
             out = attend_with_token(q, k, v, tok, self.temperature)
         return self.project_out(out.reshape(b, c, h, w))
 
+    def token_source(self, x: torch.Tensor, x_in: torch.Tensor | None) -> torch.Tensor:
+        """What the GST pools: the raw block input ``x_in`` or, with ``input="normalized"`` (or none
+        given), the attention's own input ``x``."""
+        return x if x_in is None or self.token.options.input == "normalized" else x_in
+
 
 EPS = 1e-12  # F.normalize's
-
-
-def wide(dtype: torch.dtype) -> torch.dtype:
-    """The dtype small attention maps are kept in: at least float32 (bf16/fp16 inputs), float64 stays."""
-    return torch.promote_types(dtype, torch.float32)
 
 
 def inverse_norm(t: torch.Tensor) -> torch.Tensor:

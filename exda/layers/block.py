@@ -7,7 +7,7 @@ from torch import nn
 
 from exda.layers.attention import TransposedAttention
 from exda.layers.ffn import GatedDconvFFN
-from exda.layers.global_token import GlobalTokenKind
+from exda.layers.global_token import GlobalTokenKind, TokenOptions
 from exda.layers.norm import LayerNorm2d
 from exda.layers.value_transform import ValueTransformKind
 
@@ -24,11 +24,11 @@ class TransformerBlock(nn.Module):
         norm_bias: bool = True,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
+        token: TokenOptions | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = LayerNorm2d(dim, bias=norm_bias)
-        self.attn = TransposedAttention(dim, heads, bias, value_transform, global_token, token_grid)
+        self.attn = TransposedAttention(dim, heads, bias, value_transform, global_token, token)
         self.norm2 = LayerNorm2d(dim, bias=norm_bias)
         self.ffn = GatedDconvFFN(dim, ffn_expansion, bias)
 
@@ -38,4 +38,6 @@ class TransformerBlock(nn.Module):
 
     def token_cell_weights(self, x: torch.Tensor) -> torch.Tensor | None:
         """The GST's softmax cell weights (B x C x G*G) for this block's input, or None without a GST."""
-        return None if self.attn.token is None else self.attn.token.cell_weights(x)
+        if self.attn.token is None:
+            return None
+        return self.attn.token.cell_weights(self.attn.token_source(self.norm1(x), x))

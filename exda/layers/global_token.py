@@ -10,14 +10,18 @@ say along which axis the token is concatenated; both readings are implemented (d
 - ``"columns"``: the G*G softmax-weighted pooled cells become extra *spatial positions* (columns of the
   C/h x HW matrices), so channel affinities also see a global, pooled summary of the input.
 
-Pooling uses a fixed G x G grid (adaptive average pooling), so the token has the same meaning on a
-128 px training crop and on a full-size test image. The pooling and the nearest up-pooling are written
-with slices and gathers (``grid_pool``, ``nearest_resize``) rather than ``F.adaptive_avg_pool2d`` and
+Pooling uses a fixed G x G grid, so the token has the same meaning on a 128 px training crop and on a
+full-size test image. What the paper leaves open is a :class:`TokenOptions` field, each measured in
+``benchmarks/token_options.py``: how cells are up-pooled (and whether pooling and up-pooling use the same
+cells), whether the cell softmax sees raw or standardised pooled values, how large the ``columns``
+token is, and whether X_in is the raw or the normalised block input. Every operation is written with
+slices, gathers and small matrices built from ``arange`` rather than ``F.adaptive_avg_pool2d`` and
 ``F.interpolate``, whose exported graphs (ONNX) fix the bins to the example input's size.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -25,6 +29,71 @@ from torch import nn
 
 GlobalTokenKind = Literal["off", "row", "columns"]
 GLOBAL_TOKENS: tuple[str, ...] = get_args(GlobalTokenKind)
+TokenUpsample = Literal["nearest", "aligned", "bilinear"]
+TokenSoftmax = Literal["raw", "standardized"]
+TokenColumnScale = Literal["none", "area"]
+TokenInput = Literal["raw", "normalized"]
+
+
+@dataclass(frozen=True)
+class TokenOptions:
+    """How the GST is built (docs/design.md, "Primitive 2"; chosen in benchmarks/token_options.py).
+
+    - ``grid``: G, the side of the pooling grid.
+    - ``upsample``: ``"nearest"`` - adaptive-average-pooling bins (neighbouring bins share a row when
+      G does not divide H) and PyTorch's nearest up-pooling (float32 source index); ``"aligned"`` - one
+      partition of the pixels into G x G cells used both to pool and to up-pool; ``"bilinear"`` - the
+      same cells, up-pooled bilinearly between cell centres (no hard cell edges).
+    - ``softmax``: ``"raw"`` - softmax over the pooled values as they are (near uniform when features are
+      small); ``"standardized"`` - over the pooled values standardised per channel across the cells, so
+      its sharpness does not depend on the features' scale.
+    - ``column_scale`` (``columns`` only): ``"none"`` - each cell enters the inner products once;
+      ``"area"`` - times sqrt(HW / G^2), as if its value were spread over the HW / G^2 pixels it stands
+      for, so the token's share of the q/k norms does not fall as 1/HW.
+    - ``input``: X_in is the ``"raw"`` block input or the ``"normalized"`` one the attention sees.
+    """
+
+    grid: int = 4
+    upsample: TokenUpsample = "nearest"
+    softmax: TokenSoftmax = "raw"
+    column_scale: TokenColumnScale = "none"
+    input: TokenInput = "raw"
+
+    def __post_init__(self) -> None:
+        if self.grid < 1:
+            raise ValueError(f"token grid must be >= 1, got {self.grid}")
+        for name, kind in (("upsample", TokenUpsample), ("softmax", TokenSoftmax),
+                           ("column_scale", TokenColumnScale), ("input", TokenInput)):
+            if getattr(self, name) not in get_args(kind):
+                raise ValueError(f"token_{name} must be one of {get_args(kind)}, got {getattr(self, name)!r}")
+
+
+# What a checkpoint saved before the options existed was trained with: rebuilt this way on load.
+LEGACY_TOKEN_KWARGS: dict[str, str] = dict(token_upsample="nearest", token_softmax="raw", token_column_scale="none",
+                                           token_input="raw")
+
+
+def token_kwargs(model: nn.Module) -> dict[str, int | str]:
+    """The model's GST options as the ``token_*`` keyword arguments of its family ({} without a GST),
+    so that a checkpoint records them and later changes of the defaults leave it as it was trained."""
+    for module in model.modules():
+        if isinstance(module, GlobalSpatialToken):
+            o = module.options
+            return dict(token_grid=o.grid, token_upsample=o.upsample, token_softmax=o.softmax,
+                        token_column_scale=o.column_scale, token_input=o.input)
+    return {}
+
+
+def token_options(
+    grid: int = 4,
+    upsample: TokenUpsample | None = None,
+    softmax: TokenSoftmax | None = None,
+    column_scale: TokenColumnScale | None = None,
+    input: TokenInput | None = None,
+) -> TokenOptions:
+    """TokenOptions from a model family's flat ``token_*`` arguments; None keeps the default."""
+    given = dict(upsample=upsample, softmax=softmax, column_scale=column_scale, input=input)
+    return TokenOptions(grid, **{name: value for name, value in given.items() if value is not None})
 
 
 def grid_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -51,36 +120,96 @@ def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
+def wide(dtype: torch.dtype) -> torch.dtype:
+    """float32 or wider (bf16/fp16 become float32, float64 stays)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def cell_index(n: int, grid: int, device: torch.device | None = None) -> torch.Tensor:
+    """The cell (0..G-1) of each of n pixels along one axis: floor(i G / n) in exact integer arithmetic."""
+    return torch.arange(n, device=device) * grid // n
+
+
+def pool_matrix(n: int, grid: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    """G x n: row i averages the pixels of cell i; a cell without pixels (n < G) takes the pixel whose
+    cell index is nearest below, so every row sums to 1."""
+    cells = torch.arange(grid, device=device)
+    member = (cell_index(n, grid, device)[None, :] == cells[:, None]).to(dtype)
+    count = member.sum(dim=1, keepdim=True)
+    nearest = (torch.arange(n, device=device)[None, :] == (cells[:, None] * n // grid)).to(dtype)
+    return torch.where(count > 0, member / count.clamp_min(1), nearest)
+
+
+def upsample_matrix(n: int, grid: int, mode: TokenUpsample, dtype: torch.dtype,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """n x G: ``"aligned"`` copies each pixel's own cell; ``"bilinear"`` interpolates between the two
+    nearest cell centres (half-pixel centres, edges clamped, as ``F.interpolate(align_corners=False)``)."""
+    cells = torch.arange(grid, device=device)
+    if mode == "aligned":
+        return (cell_index(n, grid, device)[:, None] == cells[None, :]).to(dtype)
+    position = ((torch.arange(n, device=device, dtype=wide(dtype)) + 0.5) * grid / n - 0.5).clamp(0, grid - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=grid - 1)
+    frac = (position - low).to(dtype)[:, None]
+    return (low[:, None] == cells).to(dtype) * (1 - frac) + (high[:, None] == cells).to(dtype) * frac
+
+
 class GlobalSpatialToken(nn.Module):
     """Builds the GST from the block input and appends it to per-head q, k, v (no parameters)."""
 
-    def __init__(self, heads: int, kind: GlobalTokenKind = "row", grid: int = 4) -> None:
+    def __init__(self, heads: int, kind: GlobalTokenKind = "row", options: TokenOptions | None = None) -> None:
         super().__init__()
         if kind not in GLOBAL_TOKENS:
             raise ValueError(f"global_token must be one of {GLOBAL_TOKENS}, got {kind!r}")
-        if grid < 1:
-            raise ValueError(f"token grid must be >= 1, got {grid}")
         self.heads = heads
         self.kind = kind
-        self.grid = grid
+        self.options = options or TokenOptions()
+        self.grid = self.options.grid
+
+    def pool(self, x_in: torch.Tensor) -> torch.Tensor:
+        """X_in (B x C x H x W) averaged onto the G x G grid: B x C x G x G."""
+        if self.options.upsample == "nearest":
+            return grid_pool(x_in, self.grid)
+        h, w = x_in.shape[-2:]
+        rows = pool_matrix(h, self.grid, x_in.dtype, x_in.device)
+        cols = pool_matrix(w, self.grid, x_in.dtype, x_in.device)
+        return rows @ x_in @ cols.transpose(0, 1)
+
+    def upsample(self, cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """B x n x G x G cell values brought to B x n x H x W."""
+        if self.options.upsample == "nearest":
+            return nearest_resize(cells, size)
+        rows = upsample_matrix(size[0], self.grid, self.options.upsample, cells.dtype, cells.device)
+        cols = upsample_matrix(size[1], self.grid, self.options.upsample, cells.dtype, cells.device)
+        return rows @ cells @ cols.transpose(0, 1)
 
     def cell_weights(self, x_in: torch.Tensor) -> torch.Tensor:
-        """Pool X_in (B x C x H x W) onto a G x G grid and softmax over cells: B x C x G*G, rows sum to 1."""
-        pooled = grid_pool(x_in, self.grid).flatten(2)
-        return pooled.float().softmax(dim=-1).to(x_in.dtype)
+        """Softmax over the G x G pooled cells of X_in, per channel: B x C x G*G, rows sum to 1."""
+        return self._softmax(self.pool(x_in).flatten(2)).to(x_in.dtype)
+
+    def _softmax(self, pooled: torch.Tensor) -> torch.Tensor:
+        pooled = pooled.to(wide(pooled.dtype))
+        if self.options.softmax == "standardized":
+            mean = pooled.mean(dim=-1, keepdim=True)
+            std = pooled.std(dim=-1, keepdim=True, correction=0)
+            pooled = (pooled - mean) / (std + 1e-6)
+        return pooled.softmax(dim=-1)
 
     def tokens(self, x_in: torch.Tensor) -> torch.Tensor:
         """The token(s) for each head: B x heads x 1 x HW ("row") or B x heads x C/h x G*G ("columns")."""
         b, c, h, w = x_in.shape
         g = self.grid
-        weights = self.cell_weights(x_in) * (g * g)  # mean 1, the scale of features
+        pooled = self.pool(x_in).flatten(2)
+        weights = self._softmax(pooled).to(x_in.dtype) * (g * g)  # mean 1, the scale of features
         if self.kind == "row":
-            # Averaging the head's channels before nearest up-pooling equals averaging after it, and
-            # touches G*G values per channel instead of H*W.
+            # Averaging the head's channels before up-pooling equals averaging after it (up-pooling is
+            # linear), and touches G*G values per channel instead of H*W.
             per_head = weights.view(b, self.heads, c // self.heads, g, g).mean(dim=2)
-            return nearest_resize(per_head, (h, w)).view(b, self.heads, 1, h * w)
-        pooled = grid_pool(x_in, g).flatten(2)
-        return (pooled * weights).view(b, self.heads, c // self.heads, g * g)
+            return self.upsample(per_head, (h, w)).reshape(b, self.heads, 1, h * w)
+        tok = (pooled * weights).view(b, self.heads, c // self.heads, g * g)
+        if self.options.column_scale == "area":  # a tensor, so an exported graph keeps H and W dynamic
+            tok = tok * (torch.full((), h * w, dtype=wide(tok.dtype), device=tok.device) / (g * g)).sqrt().to(tok.dtype)
+        return tok
 
     def append(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, x_in: torch.Tensor
@@ -97,4 +226,6 @@ class GlobalSpatialToken(nn.Module):
         return out[..., : -self.grid * self.grid]
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, grid={self.grid}"
+        o = self.options
+        return (f"kind={self.kind!r}, grid={o.grid}, upsample={o.upsample!r}, softmax={o.softmax!r}, "
+                f"column_scale={o.column_scale!r}, input={o.input!r}")

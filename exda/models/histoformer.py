@@ -24,7 +24,15 @@ from torch import nn
 
 from exda.layers import Downsample, GlobalSpatialToken, LayerNorm2d, NonlinearValue, PatchEmbed, Upsample
 from exda.layers.attention import cosine_logits, inverse_norm, wide
-from exda.layers.global_token import GlobalTokenKind
+from exda.layers.global_token import (
+    GlobalTokenKind,
+    TokenColumnScale,
+    TokenInput,
+    TokenOptions,
+    TokenSoftmax,
+    TokenUpsample,
+    token_options,
+)
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_mapping
 from exda.models.registry import model_options, register_model
@@ -79,7 +87,7 @@ class HistogramAttention(nn.Module):
         bias: bool = False,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
+        token: TokenOptions | None = None,
     ) -> None:
         super().__init__()
         if dim % heads:
@@ -91,7 +99,7 @@ class HistogramAttention(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 5, kernel_size=1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(dim * 5, dim * 5, kernel_size=3, padding=1, groups=dim * 5, bias=bias)
         self.value = NonlinearValue(dim, heads, value_transform, bias=bias)
-        self.token = None if global_token == "off" else GlobalSpatialToken(heads, "row", token_grid)
+        self.token = None if global_token == "off" else GlobalSpatialToken(heads, "row", token)
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor, x_in: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,7 +113,8 @@ class HistogramAttention(nn.Module):
         q1, k1, q2, k2 = (t.reshape(b, c, h * w).gather(2, order) for t in (q1, k1, q2, k2))
         tok = None
         if self.token is not None:  # the head's token row, in each channel's own sort order
-            row = self.token.tokens(x if x_in is None else x_in).to(v.dtype)
+            source = x if x_in is None or self.token.options.input == "normalized" else x_in
+            row = self.token.tokens(source).to(v.dtype)
             tok = row.expand(b, self.heads, c // self.heads, h * w).reshape(b, c, h * w).gather(2, order)
         out = self._attend_bins(q1, k1, v, tok, box=True) * self._attend_bins(q2, k2, v, tok, box=False)
         out = self.project_out(torch.empty_like(out).scatter_(2, order, out).view(b, c, h, w))
@@ -163,11 +172,11 @@ class HistogramBlock(nn.Module):
         bias: bool = False,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
+        token: TokenOptions | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = LayerNorm2d(dim, affine=False)
-        self.attn = HistogramAttention(dim, heads, bias, value_transform, global_token, token_grid)
+        self.attn = HistogramAttention(dim, heads, bias, value_transform, global_token, token)
         self.norm2 = LayerNorm2d(dim, affine=False)
         self.ffn = DualScaleGatedFFN(dim, ffn_expansion, bias)
 
@@ -211,6 +220,10 @@ class Histoformer(nn.Module):
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
         token_grid: int = 4,
+        token_upsample: TokenUpsample | None = None,
+        token_softmax: TokenSoftmax | None = None,
+        token_column_scale: TokenColumnScale | None = None,
+        token_input: TokenInput | None = None,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -218,7 +231,8 @@ class Histoformer(nn.Module):
         self.in_channels = in_channels
         widths = [dim * 2**level for level in range(LEVELS)]
         block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
-                        global_token=global_token, token_grid=token_grid)
+                        global_token=global_token,
+                        token=token_options(token_grid, token_upsample, token_softmax, token_column_scale, token_input))
 
         def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
             return nn.Sequential(*(HistogramBlock(width, n_heads, **block_kw) for _ in range(depth)))
@@ -277,7 +291,8 @@ class Histoformer(nn.Module):
         for block in self.latent:
             if block.attn.token is None:
                 raise ValueError("this model has no global spatial token (global_token='off')")
-            weights.append(block.attn.token.cell_weights(feats))
+            source = block.norm1(feats) if block.attn.token.options.input == "normalized" else feats
+            weights.append(block.attn.token.cell_weights(source))
             feats = block(feats)
         return torch.stack(weights).mean(dim=0).flatten(1)
 

@@ -40,7 +40,15 @@ from torch import nn
 from exda.layers import Downsample, LayerNorm2d, PatchEmbed, TransformerBlock, TransposedAttention, Upsample
 from exda.layers.attention import wide
 from exda.layers.ffn import GatedDconvFFN
-from exda.layers.global_token import GlobalTokenKind
+from exda.layers.global_token import (
+    GlobalTokenKind,
+    TokenColumnScale,
+    TokenInput,
+    TokenOptions,
+    TokenSoftmax,
+    TokenUpsample,
+    token_options,
+)
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.adair import TransposedCrossAttention
 from exda.models.amir import normal_cdf, pad_to_multiple
@@ -179,12 +187,12 @@ class ExpertDecoderBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, ffn_expansion: float, bias: bool, freq_dim: int, experts: int,
                  top_k: int, complexity_bias: bool, inference_noise: bool, value_transform: ValueTransformKind,
-                 global_token: GlobalTokenKind, token_grid: int) -> None:
+                 global_token: GlobalTokenKind, token: TokenOptions) -> None:
         super().__init__()
         self.norm1 = LayerNorm2d(dim)
         self.to_shared = nn.Conv2d(dim, dim, kernel_size=1)
         self.to_adapter = nn.Conv2d(dim, dim, kernel_size=1)
-        self.shared_attn = TransposedAttention(dim, heads, bias, value_transform, global_token, token_grid)
+        self.shared_attn = TransposedAttention(dim, heads, bias, value_transform, global_token, token)
         self.adapter = ExpertAdapter(dim, freq_dim, experts, top_k, complexity_bias, inference_noise)
         self.cross_attn = TransposedCrossAttention(dim, heads, bias, kv_kernel=7)
         self.norm2 = LayerNorm2d(dim)
@@ -241,6 +249,10 @@ class MoCEIR(nn.Module):
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
         token_grid: int = 4,
+        token_upsample: TokenUpsample | None = None,
+        token_softmax: TokenSoftmax | None = None,
+        token_column_scale: TokenColumnScale | None = None,
+        token_input: TokenInput | None = None,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -250,7 +262,8 @@ class MoCEIR(nn.Module):
         self.in_channels = in_channels
         self.auxiliary_loss_weight = auxiliary_loss_weight
         widths = [dim * 2**level for level in range(LEVELS)]
-        exda_kw = dict(value_transform=value_transform, global_token=global_token, token_grid=token_grid)
+        exda_kw = dict(value_transform=value_transform, global_token=global_token,
+                       token=token_options(token_grid, token_upsample, token_softmax, token_column_scale, token_input))
 
         def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:  # encoder-side blocks carry biases
             return nn.Sequential(*(TransformerBlock(width, n_heads, ffn_expansion, bias=True, **exda_kw)
