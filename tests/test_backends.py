@@ -52,6 +52,21 @@ def test_backend_matches_eager_fp32(name, kind, bf16):
         assert psnr(out, expected).min() >= MIN_PSNR
 
 
+@pytest.mark.parametrize("options", [dict(token_upsample="bilinear", token_softmax="standardized"),
+                                     dict(token_upsample="aligned", global_token="columns", token_column_scale="area")],
+                         ids=["bilinear-standardized", "aligned-columns-area"])
+def test_token_options_export_with_dynamic_sizes(options):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = exda.create_model("exda_restormer_test", **options).eval()
+    restore = build_backend("onnxruntime", model)
+    for x in (_photo_crops(96, 136, batch=2), _photo_crops(37, 53, batch=1)):  # sizes unlike the example's
+        with torch.inference_mode():
+            expected = model(x)
+        assert psnr(restore(x), expected).min() >= MIN_PSNR
+
+
 def test_torch_backend_is_eager_inference():
     model = _model("exda_restormer_test").train()
     x = _photo_crops(37, 53, batch=1)
