@@ -30,7 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from exda.atomic import atomic_write
 from exda.errors import UserError
-from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
+from exda.layers.global_token import kwargs_as_trained, token_kwargs
 from exda.models import create_model
 
 FORMAT = "exda-checkpoint-v1"
@@ -331,8 +331,8 @@ def load_for_inference(
     name = metadata.get("model_name", "")
     kwargs = json.loads(metadata.get("model_kwargs", "{}"))
     model = create_model(name, **kwargs)
-    if "token_upsample" not in kwargs and token_kwargs(model):  # saved before the GST options existed
-        kwargs = {**LEGACY_TOKEN_KWARGS, **kwargs}
+    if (as_trained := kwargs_as_trained(kwargs, model)) != kwargs:  # saved before the GST options existed
+        kwargs = as_trained
         model = create_model(name, **kwargs)
     ema = use_ema and bool(groups["ema"])
     load_state_into(model, groups["ema"] if ema else groups["model"], path)

@@ -55,6 +55,7 @@ from exda.engine.distributed import (
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
 from exda.engine.losses import build_loss
 from exda.errors import UserError
+from exda.layers.global_token import kwargs_as_trained, token_kwargs
 from exda.models import create_model
 
 CHECKPOINT_DIR = "checkpoints"
@@ -255,8 +256,10 @@ class Trainer:
         """Restore everything from a ``last`` checkpoint; another architecture is a UserError."""
         saved = load_training_state(checkpoint)
         # Compare through JSON, the form the checkpoint stores (tuples become lists).
-        wanted = json.loads(json.dumps({"name": self.model.model_name, "kwargs": self.model.model_kwargs}))
-        found = {"name": saved["model_name"], "kwargs": saved["model_kwargs"]}
+        # Checkpoints record the token options too (exda.layers.global_token.token_kwargs).
+        wanted_kwargs = {**token_kwargs(self.model), **self.model.model_kwargs}
+        wanted = json.loads(json.dumps({"name": self.model.model_name, "kwargs": wanted_kwargs}))
+        found = {"name": saved["model_name"], "kwargs": kwargs_as_trained(saved["model_kwargs"], self.model)}
         if found != wanted:
             raise UserError(
                 f"checkpoint {checkpoint} holds {found['name']} {found['kwargs']} but the config asks for "

@@ -84,6 +84,14 @@ def token_kwargs(model: nn.Module) -> dict[str, int | str]:
     return {}
 
 
+def kwargs_as_trained(kwargs: dict, model: nn.Module) -> dict:
+    """A checkpoint's recorded keyword arguments for ``model``, completed: one saved before the token
+    options existed (no ``token_upsample``) was trained with the first reading, LEGACY_TOKEN_KWARGS."""
+    if "token_upsample" in kwargs or not token_kwargs(model):
+        return kwargs
+    return {"token_grid": 4, **LEGACY_TOKEN_KWARGS, **kwargs}
+
+
 def token_options(
     grid: int = 4,
     upsample: TokenUpsample | None = None,
