@@ -8,11 +8,15 @@ The ``restormer_test`` backbone (dim 8, blocks 1/1/1/1) with both primitives off
 - ``mixed``: CDD-11-style combinations (low, haze, rain, low_haze, haze_rain, low_haze_rain).
 
 Training uses the built-in TRAIN sample photos degraded on the fly; the trainer's last validation
-(EMA weights, the HELDOUT photos, fixed degradations per index) gives the per-task PSNR/SSIM. Each run is
+(EMA weights, the HELDOUT photos, fixed degradations per index) gives the per-task PSNR/SSIM/LPIPS; the
+``+gt <option>`` rows change one token option at a time from the first reading (``LEGACY_TOKEN``), and
+``+gt``/``both`` use the options chosen from them (``CHOSEN_TOKEN``). Each run is
 one single-threaded process (oneDNN's 2-thread runs stall when another process takes a core), at most
 ``--jobs`` (default 2) at once; a run whose ``<setting>/<variant>/seed<k>/result.json`` exists is
 skipped, so a crash loses nothing. ``--report`` only collects results into
-``benchmarks/results/ablation.{json,md}`` (mean and min-max over seeds, parameters, FLOPs, latency).
+``benchmarks/results/ablation.{json,md}`` (mean and min-max over seeds, gains paired by seed,
+parameters, FLOPs, latency). A run keeps its checkpoints under ``<run>/run`` (git-ignored) for
+``exda analyze``.
 
     .venv/bin/python benchmarks/ablation.py               # train what is missing, then report
     .venv/bin/python benchmarks/ablation.py --report      # tables from what exists
@@ -136,51 +140,61 @@ def profile_variants() -> dict[str, dict[str, float]]:
     return table
 
 
-def _lpips_note() -> str:
-    return ("LPIPS: not computed (the ablation reads the trainer's validation, which reports PSNR/SSIM; "
-            "exda.metrics_lpips exists and could be added to that validation)")
+def _load(setting: str, variant: str) -> dict[int, dict]:
+    """The finished runs of one variant, by seed."""
+    found = {}
+    for seed in SEEDS:
+        path = run_dir(setting, variant, seed) / "result.json"
+        if path.exists():
+            found[seed] = json.loads(path.read_text())
+    return found
 
 
 def report() -> dict:
-
+    """Tables from the finished runs: per task PSNR [min, max] / SSIM / LPIPS over seeds, the mean PSNR,
+    its gain over the backbone, the gain paired by seed (same seed = same initial weights for the shared
+    layers and the same batches), and on how many tasks the variant's mean beats the backbone's."""
     profile = profile_variants()
     base_params = profile["backbone"]["params"]
     record: dict = {"model": MODEL, "iters": ITERS, "patch": PATCH, "seeds": list(SEEDS), "settings": SETTINGS,
-                    "variants": VARIANTS, "profile": profile, "note": _lpips_note(), "results": {}}
+                    "variants": VARIANTS, "profile": profile, "results": {}}
     lines = [f"# Ablation (benchmarks/ablation.py): {MODEL}, {ITERS} steps, patch {PATCH}, batch 4, "
              f"seeds {list(SEEDS)}, HELDOUT sample photos", "",
-             "PSNR (dB) / SSIM: mean over seeds [min, max]; gain = mean PSNR minus the backbone's.", "",
-             f"{_lpips_note()}.", ""]
+             "Per task: PSNR (dB) mean over seeds [min, max] / SSIM / LPIPS (AlexNet, lower is better). gain: mean "
+             "PSNR minus the backbone's; paired: per seed, the variant's mean PSNR minus the backbone's with the "
+             "same seed, mean [min, max]; won: tasks where the variant's mean PSNR beats the backbone's.", ""]
     for setting, tasks in SETTINGS.items():
         lines += [f"## {setting}", "",
-                  "| variant | params (+%) | GFLOPs@256 | ms@128 | " + " | ".join(tasks) + " | mean PSNR | gain |",
-                  "|---|---|---|---|" + "---|" * len(tasks) + "---|---|"]
-        base_mean = None
+                  "| variant | params (+%) | GFLOPs@256 | ms@128 | " + " | ".join(tasks)
+                  + " | mean PSNR | gain | paired gain | won |",
+                  "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
+        base = _load(setting, "backbone")
         for variant in VARIANTS:
-            results = []
-            for seed in SEEDS:
-                path = run_dir(setting, variant, seed) / "result.json"
-                if path.exists():
-                    results.append(json.loads(path.read_text()))
-            if not results:
+            runs = _load(setting, variant)
+            if not runs:
                 continue
-            row = {}
-            cells = []
+            row: dict = {}
+            cells, won = [], 0
             for task in tasks:
-                psnrs = [r["per_task"][task]["psnr"] for r in results]
-                ssims = [r["per_task"][task]["ssim"] for r in results]
-                row[task] = {"psnr": psnrs, "ssim": ssims}
-                cells.append(f"{mean(psnrs):.2f} [{min(psnrs):.2f}, {max(psnrs):.2f}] / {mean(ssims):.3f}")
-            means = [r["mean_psnr"] for r in results]
-            row["mean_psnr"] = means
-            row["seeds_done"] = [r["seed"] for r in results]
-            if variant == "backbone":
-                base_mean = mean(means)
-            gain = f"{mean(means) - base_mean:+.2f}" if base_mean is not None else "-"
+                values = {key: [r["per_task"][task][key] for r in runs.values() if key in r["per_task"][task]]
+                          for key in ("psnr", "ssim", "lpips")}
+                row[task] = values
+                lp = f" / {mean(values['lpips']):.3f}" if values["lpips"] else ""
+                cells.append(f"{mean(values['psnr']):.2f} [{min(values['psnr']):.2f}, {max(values['psnr']):.2f}]"
+                             f" / {mean(values['ssim']):.3f}{lp}")
+                if base and mean(values["psnr"]) > mean(r["per_task"][task]["psnr"] for r in base.values()):
+                    won += 1
+            means = [r["mean_psnr"] for r in runs.values()]
+            paired = [runs[k]["mean_psnr"] - base[k]["mean_psnr"] for k in runs if k in base]
+            row.update(mean_psnr=means, seeds_done=list(runs), paired_gain=paired, tasks_won=won)
+            gain = mean(means) - mean(r["mean_psnr"] for r in base.values()) if base else float("nan")
+            row["gain"] = gain
             p = profile[variant]
             lines.append(f"| {variant} | {p['params']:,} ({100 * (p['params'] / base_params - 1):+.2f}%) | "
                          f"{p['gflops_256']:.3f} | {p['latency_ms_128']:.1f} | " + " | ".join(cells)
-                         + f" | {mean(means):.2f} [{min(means):.2f}, {max(means):.2f}] | {gain} |")
+                         + f" | {mean(means):.2f} [{min(means):.2f}, {max(means):.2f}] | {gain:+.2f} | "
+                         + (f"{mean(paired):+.2f} [{min(paired):+.2f}, {max(paired):+.2f}]" if paired else "-")
+                         + f" | {won}/{len(tasks)} |")
             record["results"].setdefault(setting, {})[variant] = row
         lines.append("")
     atomic_write_text(ROOT / "benchmarks" / "results" / "ablation.json", json.dumps(record, indent=1))

@@ -124,6 +124,35 @@ def reliability_claims() -> tuple[str, ...]:
     return tuple(str(x) for x in figures)
 
 
+def token_reading(name: str, net: str = "init") -> dict:
+    """One reading's row of benchmarks/results/token_options.json, per size: {64: {...}, 128: ..., 512: ...}."""
+    row = load("token_options.json")["readings"][name]
+    return {size: row[f"{net}_{size}"] for size in (64, 128, 512)} | {"row": row}
+
+
+def token_option_claims() -> tuple[str, ...]:
+    first, standardized = token_reading("row (first reading)"), token_reading("row standardized")
+    columns, area = token_reading("columns"), token_reading("columns area")
+    sizes = (64, 128, 512)
+    return (
+        f"{100 * (1 - first['row']['misaligned_sizes']):.0f}",
+        f"{100 * token_reading('row bilinear')['row']['border_tv_share']:.0f}",
+        f"{first[64]['entropy']:.4f}", f"{first[64]['max_weight']:.3f}",
+        f"{token_reading('row (first reading)', 'shipped')[64]['entropy']:.4f}",
+        f"{max(100 * first[s]['content_share'] for s in sizes):.1f}",
+        f"{min(100 * first[s]['residual_share'] for s in sizes):.0f}",
+        f"{max(100 * first[s]['residual_share'] for s in sizes):.0f}",
+        f"{min(standardized[s]['entropy'] for s in (64, 512)):.2f}",
+        f"{max(standardized[s]['entropy'] for s in (64, 512)):.2f}",
+        f"{min(standardized[s]['max_weight'] for s in (64, 512)):.2f}",
+        f"{max(standardized[s]['max_weight'] for s in (64, 512)):.2f}",
+        f"{min(100 * standardized[s]['content_share'] for s in sizes):.0f}",
+        f"{max(100 * standardized[s]['content_share'] for s in sizes):.0f}",
+        f"{100 * columns[64]['residual_share']:.2f}", f"{100 * columns[512]['residual_share']:.2f}",
+        *(f"{100 * area[s]['residual_share']:.1f}" for s in sizes),
+    )
+
+
 def design_table_row(name: str) -> tuple[str, ...]:
     row = model(name)
     return count(row["parameters"]), gflops(row)
@@ -205,6 +234,15 @@ CLAIMS: dict[str, Claim] = {
                      r"succeeded, (\d+) complete checkpoints lost.*?(\d+) checkpoints damaged on purpose.*?: "
                      r"(\d+) of \d+ detected",
         lambda: reliability_claims()),
+    "design token options": (
+        "docs/design.md", r"gives them back for only (\d+)% of sizes 4-1024.*?\((\d+)% of the map's variation.*?"
+                          r"\(entropy ([\d.]+) of ln 16, largest weight ([\d.]+) vs 0.0625 at initialisation; "
+                          r"([\d.]+) in the trained shipped model\).*?changes the network ([\d.]+)% of its residual at "
+                          r"initialisation, against (\d+)-(\d+)% for removing the slot\. `standardized`:.*?"
+                          r"entropy ([\d.]+)-([\d.]+), largest weight ([\d.]+)-([\d.]+), content share (\d+)-(\d+)%.*?"
+                          r"the token changes the network by ([\d.]+)% of its residual at 64 px and ([\d.]+)% at 512 "
+                          r"px\. `area`:.*?: ([\d.]+)%, ([\d.]+)%, ([\d.]+)% at 64/128/512 px",
+        lambda: token_option_claims()),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
