@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     probe = probe_set(tuple(args.degradations) or DEFAULT_DEGRADATIONS, args.crop, args.per_photo, args.seed)
     models = [load_model(path) for path in (args.checkpoints or [None])]
-    models = [(label, model) for model, label in models]
+    labels = [label for _, label in models]
+    models = [(label if labels.count(label) == 1 else f"{label} #{i + 1}", model)
+              for i, (model, label) in enumerate(models)]
     if args.analysis == "embeddings":
         run_embeddings(models, probe, args.out)
     elif args.analysis == "spectra":

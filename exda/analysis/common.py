@@ -19,6 +19,7 @@ from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
 from exda.engine.evaluate import finite_or_none
 from exda.engine.pretrained import default_checkpoint
 from exda.errors import UserError
+from exda.layers.global_token import LEGACY_TOKEN_KWARGS
 
 DEFAULT_DEGRADATIONS: tuple[str, ...] = ("noise", "rain", "haze", "snow", "low_light", "motion_blur", "jpeg")
 
@@ -73,7 +74,15 @@ def load_model(path: Path | None) -> tuple[nn.Module, str]:
     """A checkpoint (or, for None, the shipped photo model) in eval mode on the CPU, and its label."""
     checkpoint = default_checkpoint("photo") if path is None else resolve_checkpoint(path)
     model, info = load_for_inference(checkpoint, device="cpu")
-    return model, f"{info['model_name']} ({checkpoint.name})"
+    return model, f"{info['model_name']}{_options_label(info['model_kwargs'])} ({checkpoint.name})"
+
+
+def _options_label(kwargs: dict[str, Any]) -> str:
+    """The primitives' options a checkpoint sets, short: " vt=off gt=row softmax=standardized"."""
+    short = {"value_transform": "vt", "global_token": "gt", "token_upsample": "upsample",
+             "token_softmax": "softmax", "token_column_scale": "scale", "token_input": "input"}
+    parts = [f"{short[k]}={v}" for k, v in kwargs.items() if k in short and LEGACY_TOKEN_KWARGS.get(k) != v]
+    return "".join(f" {part}" for part in parts)
 
 
 @torch.inference_mode()
