@@ -127,7 +127,8 @@ def _plot_scores(record: dict[str, Any], path: Path) -> None:
         ax.set_title(m.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].axhline(record["chance"], color="grey", lw=0.8, ls=":", label="chance")
-    axes[0].legend(fontsize=7)
+    handles, entries = axes[0].get_legend_handles_labels()  # below the panels: it hides no curve
+    fig.legend(handles, entries, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
     fig.suptitle(f"separability of {len(record['degradations'])} degradations, {record['n_images']} images, per block")
     save_figure(fig, path)
 
