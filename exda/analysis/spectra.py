@@ -111,7 +111,8 @@ def _plot(record: dict[str, Any], path: Path) -> None:
             ax.semilogy(freq, spec, label=name, lw=1.2, ls="--" if name == "clean" else "-")
         ax.set_title(f"image luma: {task}", fontsize=9)
         ax.set_xlabel("cycles / pixel", fontsize=8)
-    axes[0, 0].legend(fontsize=6)
+    handles, entries = axes[0, 0].get_legend_handles_labels()  # beside the grid: it hides no curve
+    fig.legend(handles, entries, loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=8, title="image rows")
     for r, label in enumerate(models, start=1):
         levels = [k for k in record["features"][label] if not k.startswith("mean")]
         for c in range(cols):
@@ -125,5 +126,6 @@ def _plot(record: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{levels[c]} value path", fontsize=9)
             ax.set_xlabel("cycles / pixel", fontsize=8)
         axes[r, 0].legend(fontsize=7)
-        axes[r, 0].set_ylabel(label, fontsize=7)
+        axes[r, 0].set_ylabel(label.replace(" (", "\n("), fontsize=7)
+    fig.tight_layout(h_pad=1.5)
     save_figure(fig, path)
