@@ -153,6 +153,19 @@ def token_option_claims() -> tuple[str, ...]:
     )
 
 
+SHARES = r"([\d.]+)% / ([\d.]+)% \| ([\d.]+)% / ([\d.]+)% \| "  # residual and content share, 64 / 512 px
+
+
+def experiments_token_rows() -> tuple[str, ...]:
+    out: list[str] = []
+    for name, two_entropies in (("row (first reading)", False), ("row standardized", True),
+                                ("row normalized input", True), ("columns", False), ("columns area", False)):
+        r = token_reading(name)
+        out += [f"{100 * r[s][key]:.2f}" for key in ("residual_share", "content_share") for s in (64, 512)]
+        out += [f"{r[s]['entropy']:.4f}" for s in ((64, 512) if two_entropies else (64,))]
+    return tuple(out)
+
+
 def design_table_row(name: str) -> tuple[str, ...]:
     row = model(name)
     return count(row["parameters"]), gflops(row)
@@ -243,6 +256,13 @@ CLAIMS: dict[str, Claim] = {
                           r"the token changes the network by ([\d.]+)% of its residual at 64 px and ([\d.]+)% at 512 "
                           r"px\. `area`:.*?: ([\d.]+)%, ([\d.]+)%, ([\d.]+)% at 64/128/512 px",
         lambda: token_option_claims()),
+    "experiments token table": (
+        "docs/experiments.md", r"\| row, first reading \| " + SHARES + r"([\d.]+) \|\n"
+                               r"\| row, standardized softmax \| " + SHARES + r"([\d.]+) / ([\d.]+) \|\n"
+                               r"\| row, normalized X_in \| " + SHARES + r"([\d.]+) / ([\d.]+) \|\n"
+                               r"\| columns, first reading \| " + SHARES + r"([\d.]+) \|\n"
+                               r"\| columns, area-scaled \| " + SHARES + r"([\d.]+) \|",
+        lambda: experiments_token_rows()),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
