@@ -37,7 +37,8 @@ OUT = ROOT / "benchmarks" / "results" / "ablation"
 MODEL = "restormer_test"
 LEGACY_TOKEN = dict(token_upsample="nearest", token_softmax="raw", token_column_scale="none", token_input="raw")
 # The token options chosen from the "+gt <option>" rows (docs/experiments.md); "+gt" and "both" use them.
-CHOSEN_TOKEN = dict(LEGACY_TOKEN)
+CHOSEN_TOKEN = dict(token_upsample="bilinear", token_softmax="standardized", token_column_scale="area",
+                    token_input="normalized")
 VARIANTS: dict[str, dict[str, str]] = {
     "backbone": dict(value_transform="off", global_token="off"),
     "+vt": dict(value_transform="dwconv_gelu", global_token="off"),

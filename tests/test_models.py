@@ -168,6 +168,7 @@ def test_yaml_off_means_off():
 TOKEN_OPTION_CASES = [
     ("row", TokenOptions()),
     ("columns", TokenOptions()),
+    ("row", TokenOptions(upsample="nearest", softmax="raw", column_scale="none", input="raw")),  # first reading
     ("row", TokenOptions(upsample="aligned", softmax="standardized", input="normalized")),
     ("row", TokenOptions(grid=3, upsample="bilinear")),
     ("columns", TokenOptions(column_scale="area", softmax="standardized")),

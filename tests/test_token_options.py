@@ -21,9 +21,13 @@ def photo_features(size: int) -> torch.Tensor:
     return F.conv2d(image, torch.randn(8, 3, 1, 1, generator=torch.Generator().manual_seed(3)))
 
 
+FIRST = dict(upsample="nearest", softmax="raw", column_scale="none", input="raw")  # the first reading
+
+
 def attention(x: torch.Tensor, x_in: torch.Tensor, kind: str = "row", **options) -> torch.Tensor:
+    """One attention with the token's first reading, changed by ``options``."""
     torch.manual_seed(0)
-    module = TransposedAttention(8, 2, global_token=kind, token=TokenOptions(**options))
+    module = TransposedAttention(8, 2, global_token=kind, token=TokenOptions(**{**FIRST, **options}))
     with torch.no_grad():
         return module(x, x_in=x_in)
 

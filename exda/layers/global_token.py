@@ -37,7 +37,9 @@ TokenInput = Literal["raw", "normalized"]
 
 @dataclass(frozen=True)
 class TokenOptions:
-    """How the GST is built (docs/design.md, "Primitive 2"; chosen in benchmarks/token_options.py).
+    """How the GST is built (docs/design.md, "Primitive 2"). The defaults were chosen from the ablation
+    (docs/experiments.md); the first reading, in which the shipped weights were trained, is
+    LEGACY_TOKEN_KWARGS: ``nearest``, ``raw``, ``none``, ``raw``.
 
     - ``grid``: G, the side of the pooling grid.
     - ``upsample``: ``"nearest"`` - adaptive-average-pooling bins (neighbouring bins share a row when
@@ -54,10 +56,10 @@ class TokenOptions:
     """
 
     grid: int = 4
-    upsample: TokenUpsample = "nearest"
-    softmax: TokenSoftmax = "raw"
-    column_scale: TokenColumnScale = "none"
-    input: TokenInput = "raw"
+    upsample: TokenUpsample = "bilinear"
+    softmax: TokenSoftmax = "standardized"
+    column_scale: TokenColumnScale = "area"
+    input: TokenInput = "normalized"
 
     def __post_init__(self) -> None:
         if self.grid < 1:
