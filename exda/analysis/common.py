@@ -19,7 +19,8 @@ from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
 from exda.engine.evaluate import finite_or_none
 from exda.engine.pretrained import default_checkpoint
 from exda.errors import UserError
-from exda.layers.global_token import LEGACY_TOKEN_KWARGS
+from exda.layers import GlobalSpatialToken, NonlinearValue
+from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
 
 DEFAULT_DEGRADATIONS: tuple[str, ...] = ("noise", "rain", "haze", "snow", "low_light", "motion_blur", "jpeg")
 
@@ -74,14 +75,20 @@ def load_model(path: Path | None) -> tuple[nn.Module, str]:
     """A checkpoint (or, for None, the shipped photo model) in eval mode on the CPU, and its label."""
     checkpoint = default_checkpoint("photo") if path is None else resolve_checkpoint(path)
     model, info = load_for_inference(checkpoint, device="cpu")
-    return model, f"{info['model_name']}{_options_label(info['model_kwargs'])} ({checkpoint.name})"
+    return model, f"{info['model_name']}{_options_label(model)} ({checkpoint.name})"
 
 
-def _options_label(kwargs: dict[str, Any]) -> str:
-    """The primitives' options a checkpoint sets, short: " vt=off gt=row softmax=standardized"."""
-    short = {"value_transform": "vt", "global_token": "gt", "token_upsample": "upsample",
-             "token_softmax": "softmax", "token_column_scale": "scale", "token_input": "input"}
-    parts = [f"{short[k]}={v}" for k, v in kwargs.items() if k in short and LEGACY_TOKEN_KWARGS.get(k) != v]
+def _options_label(model: nn.Module) -> str:
+    """The primitives as built in ``model``, short: " vt=off gt=row softmax=standardized" (token options
+    only where they differ from the first reading, LEGACY_TOKEN_KWARGS)."""
+    value = next((m.kind for m in model.modules() if isinstance(m, NonlinearValue)), "off")
+    token = next((m for m in model.modules() if isinstance(m, GlobalSpatialToken)), None)
+    parts = [f"vt={value}", f"gt={token.kind if token else 'off'}"]
+    if token is not None:
+        for key, value in token_kwargs(model).items():
+            relevant = key != "token_column_scale" or token.kind == "columns"
+            if key in LEGACY_TOKEN_KWARGS and LEGACY_TOKEN_KWARGS[key] != value and relevant:
+                parts.append(f"{key.removeprefix('token_')}={value}")
     return "".join(f" {part}" for part in parts)
 
 

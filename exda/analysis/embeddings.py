@@ -69,6 +69,6 @@ def _plot(record: dict[str, Any], labels: list[str], path: Path) -> None:
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("cosine distance to clean (AlexNet)")
     ax.set_title("foundation-model embedding distance to the clean image (lower is closer)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)  # below: it hides no bar
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path)
