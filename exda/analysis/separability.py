@@ -11,6 +11,7 @@ the Fisher ratio trace(S_between) / trace(S_within).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +152,11 @@ def _plot_2d(features: dict[str, np.ndarray], labels: list[str], path: Path, see
             ax = axes[row, col]
             for k, c in enumerate(classes):
                 ax.scatter(points[y == c, 0], points[y == c, 1], s=9, color=colours(k % 10), label=c)
-            ax.set_title(f"{name}\n{title}", fontsize=7)
+            ax.set_title(f"{name}\n{textwrap.fill(title, 48)}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[0, 0].legend(fontsize=7, markerscale=1.5)
+    handles, entries = axes[0, 0].get_legend_handles_labels()  # below the panels: it hides no point
+    fig.legend(handles, entries, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=len(classes), fontsize=9,
+               markerscale=2)
+    fig.tight_layout()
     save_figure(fig, path)
