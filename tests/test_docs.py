@@ -317,3 +317,48 @@ def test_readme_counts_every_registered_degradation() -> None:
 
     match = re.search(r"`exda degrade --list` names (\d+) degradations", document("README.md"))
     assert match is not None and int(match.group(1)) == len(list_degradations())
+
+
+def ablation_rows() -> list[str]:
+    """docs/experiments.md's ablation summary rows, rebuilt from benchmarks/results/ablation.json."""
+    from statistics import mean
+
+    record = load("ablation.json")
+    base = record["profile"]["backbone"]["params"]
+    rows = []
+    for variant in record["variants"]:
+        cells = []
+        for setting, tasks in record["settings"].items():
+            r = record["results"][setting][variant]
+            m, g = r["mean_psnr"], r["paired_gain"]
+            cells.append(f"{mean(m):.2f} [{min(m):.2f}, {max(m):.2f}] | "
+                         f"{mean(g):+.2f} [{min(g):+.2f}, {max(g):+.2f}] | {r['tasks_won']}/{len(tasks)}")
+        rows.append(f"| {variant} | {100 * (record['profile'][variant]['params'] / base - 1):+.2f}% | "
+                    + " | ".join(cells) + " |")
+    return rows
+
+
+def analysis_rows() -> list[str]:
+    """The separability and embedding tables of the ablation checkpoints, rebuilt from their JSON."""
+    folder = "analysis/ablation_mixed_seed0/"
+    sep = load(folder + "separability.json")["models"]
+    models = list(sep)
+    rows = []
+    for block in sep[models[0]]:
+        cells = [f"{sep[models[0]][block]['pooled']['probe_accuracy']:.3f}"]
+        cells += [f"{sep[m][block]['token']['probe_accuracy']:.3f} / {sep[m][block]['pooled']['probe_accuracy']:.3f}"
+                  for m in models[1:]]
+        rows.append(f"| {block} | " + " | ".join(cells) + " |")
+    per_task = load(folder + "embeddings.json")["per_task"]
+    for task, r in per_task.items():
+        labels = [k for k in r if k not in ("degraded", "n") and "fraction" not in k]
+        rows.append(f"| {task} | {r['degraded']:.3f} | " + " | ".join(
+            f"{r[k]:.3f} ({r[k + ': fraction closer than input']:.2f})" for k in labels) + " |")
+    return rows
+
+
+@pytest.mark.parametrize("rows", [ablation_rows, analysis_rows], ids=["ablation", "analyses"])
+def test_experiments_tables_are_the_results_files(rows: Callable[[], list[str]]) -> None:
+    text = document("docs/experiments.md")
+    for row in rows():
+        assert row in text, f"docs/experiments.md lacks (or quotes differently) the results row: {row}"
