@@ -263,6 +263,10 @@ CLAIMS: dict[str, Claim] = {
                                r"\| columns, first reading \| " + SHARES + r"([\d.]+) \|\n"
                                r"\| columns, area-scaled \| " + SHARES + r"([\d.]+) \|",
         lambda: experiments_token_rows()),
+    "readme ablation": (
+        "README.md", r"both primitives together beat the plain backbone on (\d+) of (\d+) tasks",
+        lambda: (str(sum(load("ablation.json")["results"][st]["both"]["tasks_won"] for st in ("deg3", "mixed"))),
+                 str(sum(len(tasks) for tasks in load("ablation.json")["settings"].values())))),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
