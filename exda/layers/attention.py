@@ -56,18 +56,13 @@ class TransposedAttention(nn.Module):
         if self.token is None:
             out = attend(q, k, v, self.temperature)
         elif self.path == "reference":  # concatenate, attend, drop the token's outputs: as drawn
-            q, k, v = self.token.append(q, k, v, self.token_source(x, x_in))
+            q, k, v = self.token.append(q, k, v, self.token.source(x, x_in))
             out = self.token.drop(attend(q, k, v, self.temperature))
         else:
-            tok = self.token.tokens(self.token_source(x, x_in)).to(q.dtype)
+            tok = self.token.tokens(self.token.source(x, x_in)).to(q.dtype)
             attend_with_token = attend_with_row_token if self.token.kind == "row" else attend_with_column_tokens
             out = attend_with_token(q, k, v, tok, self.temperature)
         return self.project_out(out.reshape(b, c, h, w))
-
-    def token_source(self, x: torch.Tensor, x_in: torch.Tensor | None) -> torch.Tensor:
-        """What the GST pools: the raw block input ``x_in`` or, with ``input="normalized"`` (or none
-        given), the attention's own input ``x``."""
-        return x if x_in is None or self.token.options.input == "normalized" else x_in
 
 
 EPS = 1e-12  # F.normalize's

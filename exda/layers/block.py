@@ -40,4 +40,4 @@ class TransformerBlock(nn.Module):
         """The GST's softmax cell weights (B x C x G*G) for this block's input, or None without a GST."""
         if self.attn.token is None:
             return None
-        return self.attn.token.cell_weights(self.attn.token_source(self.norm1(x), x))
+        return self.attn.token.cell_weights(self.attn.token.source(self.norm1(x), x))

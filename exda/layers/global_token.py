@@ -22,7 +22,7 @@ slices, gathers and small matrices built from ``arange`` rather than ``F.adaptiv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypedDict, Unpack, get_args
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ TokenInput = Literal["raw", "normalized"]
 class TokenOptions:
     """How the GST is built (docs/design.md, "Primitive 2"). The defaults were chosen from the ablation
     (docs/experiments.md); the first reading, in which the shipped weights were trained, is
-    LEGACY_TOKEN_KWARGS: ``nearest``, ``raw``, ``none``, ``raw``.
+    LEGACY_TOKEN_KWARGS: grid 4, ``nearest``, ``raw``, ``none``, ``raw``.
 
     - ``grid``: G, the side of the pooling grid.
     - ``upsample``: ``"nearest"`` - adaptive-average-pooling bins (neighbouring bins share a row when
@@ -71,8 +71,8 @@ class TokenOptions:
 
 
 # What a checkpoint saved before the options existed was trained with: rebuilt this way on load.
-LEGACY_TOKEN_KWARGS: dict[str, str] = dict(token_upsample="nearest", token_softmax="raw", token_column_scale="none",
-                                           token_input="raw")
+LEGACY_TOKEN_KWARGS: dict[str, int | str] = dict(token_grid=4, token_upsample="nearest", token_softmax="raw",
+                                                 token_column_scale="none", token_input="raw")
 
 
 def token_kwargs(model: nn.Module) -> dict[str, int | str]:
@@ -91,19 +91,26 @@ def kwargs_as_trained(kwargs: dict, model: nn.Module) -> dict:
     options existed (no ``token_upsample``) was trained with the first reading, LEGACY_TOKEN_KWARGS."""
     if "token_upsample" in kwargs or not token_kwargs(model):
         return kwargs
-    return {"token_grid": 4, **LEGACY_TOKEN_KWARGS, **kwargs}
+    return {**LEGACY_TOKEN_KWARGS, **kwargs}
 
 
-def token_options(
-    grid: int = 4,
-    upsample: TokenUpsample | None = None,
-    softmax: TokenSoftmax | None = None,
-    column_scale: TokenColumnScale | None = None,
-    input: TokenInput | None = None,
-) -> TokenOptions:
-    """TokenOptions from a model family's flat ``token_*`` arguments; None keeps the default."""
-    given = dict(upsample=upsample, softmax=softmax, column_scale=column_scale, input=input)
-    return TokenOptions(grid, **{name: value for name, value in given.items() if value is not None})
+class TokenKwargs(TypedDict, total=False):
+    """A model family's ``token_*`` keyword arguments: TokenOptions' fields, prefixed."""
+
+    token_grid: int
+    token_upsample: TokenUpsample
+    token_softmax: TokenSoftmax
+    token_column_scale: TokenColumnScale
+    token_input: TokenInput
+
+
+def token_options(**kwargs: Unpack[TokenKwargs]) -> TokenOptions:
+    """TokenOptions from a model family's ``token_*`` keyword arguments; an absent one keeps its default.
+    Any other keyword is a TypeError, as for a misspelt argument of the family itself."""
+    unknown = sorted(set(kwargs) - set(TokenKwargs.__annotations__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+    return TokenOptions(**{name.removeprefix("token_"): value for name, value in kwargs.items()})
 
 
 def grid_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -174,7 +181,15 @@ class GlobalSpatialToken(nn.Module):
         self.heads = heads
         self.kind = kind
         self.options = options or TokenOptions()
-        self.grid = self.options.grid
+
+    @property
+    def grid(self) -> int:
+        return self.options.grid
+
+    def source(self, normalized: torch.Tensor, raw: torch.Tensor | None) -> torch.Tensor:
+        """What X_in is, per ``options.input``: the raw block input or, with ``"normalized"`` (or no raw
+        input given), the normalised one the attention sees."""
+        return normalized if raw is None or self.options.input == "normalized" else raw
 
     def pool(self, x_in: torch.Tensor) -> torch.Tensor:
         """X_in (B x C x H x W) averaged onto the G x G grid: B x C x G x G."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +32,7 @@ from torch import nn
 
 from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
 from exda.layers.attention import attend, wide
-from exda.layers.global_token import (
-    GlobalTokenKind,
-    TokenColumnScale,
-    TokenInput,
-    TokenSoftmax,
-    TokenUpsample,
-    token_options,
-)
+from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.amir import pad_to_multiple
 from exda.models.official import StateDict, official_mapping
@@ -153,11 +147,7 @@ class AdaIR(nn.Module):
         bias: bool = False,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
-        token_upsample: TokenUpsample | None = None,
-        token_softmax: TokenSoftmax | None = None,
-        token_column_scale: TokenColumnScale | None = None,
-        token_input: TokenInput | None = None,
+        **token_args: Unpack[TokenKwargs],
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -166,7 +156,7 @@ class AdaIR(nn.Module):
         widths = [dim * 2**level for level in range(LEVELS)]
         block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
                         global_token=global_token,
-                        token=token_options(token_grid, token_upsample, token_softmax, token_column_scale, token_input))
+                        token=token_options(**token_args))
 
         def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
             return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))

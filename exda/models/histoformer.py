@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -24,15 +25,7 @@ from torch import nn
 
 from exda.layers import Downsample, GlobalSpatialToken, LayerNorm2d, NonlinearValue, PatchEmbed, Upsample
 from exda.layers.attention import cosine_logits, inverse_norm, wide
-from exda.layers.global_token import (
-    GlobalTokenKind,
-    TokenColumnScale,
-    TokenInput,
-    TokenOptions,
-    TokenSoftmax,
-    TokenUpsample,
-    token_options,
-)
+from exda.layers.global_token import GlobalTokenKind, TokenKwargs, TokenOptions, token_options
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_mapping
 from exda.models.registry import model_options, register_model
@@ -113,8 +106,7 @@ class HistogramAttention(nn.Module):
         q1, k1, q2, k2 = (t.reshape(b, c, h * w).gather(2, order) for t in (q1, k1, q2, k2))
         tok = None
         if self.token is not None:  # the head's token row, in each channel's own sort order
-            source = x if x_in is None or self.token.options.input == "normalized" else x_in
-            row = self.token.tokens(source).to(v.dtype)
+            row = self.token.tokens(self.token.source(x, x_in)).to(v.dtype)
             tok = row.expand(b, self.heads, c // self.heads, h * w).reshape(b, c, h * w).gather(2, order)
         out = self._attend_bins(q1, k1, v, tok, box=True) * self._attend_bins(q2, k2, v, tok, box=False)
         out = self.project_out(torch.empty_like(out).scatter_(2, order, out).view(b, c, h, w))
@@ -219,11 +211,7 @@ class Histoformer(nn.Module):
         bias: bool = False,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
-        token_upsample: TokenUpsample | None = None,
-        token_softmax: TokenSoftmax | None = None,
-        token_column_scale: TokenColumnScale | None = None,
-        token_input: TokenInput | None = None,
+        **token_args: Unpack[TokenKwargs],
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -232,7 +220,7 @@ class Histoformer(nn.Module):
         widths = [dim * 2**level for level in range(LEVELS)]
         block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
                         global_token=global_token,
-                        token=token_options(token_grid, token_upsample, token_softmax, token_column_scale, token_input))
+                        token=token_options(**token_args))
 
         def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
             return nn.Sequential(*(HistogramBlock(width, n_heads, **block_kw) for _ in range(depth)))
@@ -291,8 +279,7 @@ class Histoformer(nn.Module):
         for block in self.latent:
             if block.attn.token is None:
                 raise ValueError("this model has no global spatial token (global_token='off')")
-            source = block.norm1(feats) if block.attn.token.options.input == "normalized" else feats
-            weights.append(block.attn.token.cell_weights(source))
+            weights.append(block.attn.token.cell_weights(block.attn.token.source(block.norm1(feats), feats)))
             feats = block(feats)
         return torch.stack(weights).mean(dim=0).flatten(1)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -40,15 +41,7 @@ from torch import nn
 from exda.layers import Downsample, LayerNorm2d, PatchEmbed, TransformerBlock, TransposedAttention, Upsample
 from exda.layers.attention import wide
 from exda.layers.ffn import GatedDconvFFN
-from exda.layers.global_token import (
-    GlobalTokenKind,
-    TokenColumnScale,
-    TokenInput,
-    TokenOptions,
-    TokenSoftmax,
-    TokenUpsample,
-    token_options,
-)
+from exda.layers.global_token import GlobalTokenKind, TokenKwargs, TokenOptions, token_options
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.adair import TransposedCrossAttention
 from exda.models.amir import normal_cdf, pad_to_multiple
@@ -248,11 +241,7 @@ class MoCEIR(nn.Module):
         auxiliary_loss_weight: float = 0.01,
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
-        token_grid: int = 4,
-        token_upsample: TokenUpsample | None = None,
-        token_softmax: TokenSoftmax | None = None,
-        token_column_scale: TokenColumnScale | None = None,
-        token_input: TokenInput | None = None,
+        **token_args: Unpack[TokenKwargs],
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -263,7 +252,7 @@ class MoCEIR(nn.Module):
         self.auxiliary_loss_weight = auxiliary_loss_weight
         widths = [dim * 2**level for level in range(LEVELS)]
         exda_kw = dict(value_transform=value_transform, global_token=global_token,
-                       token=token_options(token_grid, token_upsample, token_softmax, token_column_scale, token_input))
+                       token=token_options(**token_args))
 
         def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:  # encoder-side blocks carry biases
             return nn.Sequential(*(TransformerBlock(width, n_heads, ffn_expansion, bias=True, **exda_kw)
