@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exda.data.io import load_image, save_image
-from exda.data.samples import HELDOUT, TRAIN, export_samples, list_samples, load_sample, opencv_photos, sample_names
+from exda.data.io import load_image
+from exda.data.samples import HELDOUT, TRAIN, export_samples, list_samples, load_sample, sample_names
 from exda.errors import UserError
 
 
@@ -50,9 +50,3 @@ def test_export_writes_16bit_png_for_medical(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="split must be one of"):
         export_samples(tmp_path, split="validation")
 
-
-def test_opencv_photos_lists_only_what_is_cached(tmp_path: Path) -> None:
-    assert opencv_photos(tmp_path / "absent") == []
-    save_image(tmp_path / "baboon.png", np.zeros((9, 11, 3), np.float32))
-    (tmp_path / "COPYRIGHT.opencv-doc").write_text("licence")
-    assert opencv_photos(tmp_path) == [tmp_path / "baboon.png"]

@@ -1,4 +1,4 @@
-"""Data: image I/O, dataset layouts, on-the-fly degraded datasets and offline sample photos."""
+"""Data: image I/O, dataset layouts, on-the-fly degraded datasets, offline sample photos, dead-leaves images."""
 
 from exda.data.datasets import (
     CleanImage,
@@ -9,9 +9,10 @@ from exda.data.datasets import (
     SyntheticDataset,
     collate_restoration,
 )
+from exda.data.dead_leaves import dead_leaves
 from exda.data.io import IMAGE_SUFFIXES, LoadedImage, list_images, load_image, save_image, to_numpy, to_tensor
 from exda.data.layouts import LAYOUTS, build_dataset, pair_folders
-from exda.data.samples import SampleInfo, export_samples, list_samples, load_sample, opencv_photos
+from exda.data.samples import SampleInfo, export_samples, list_samples, load_sample
 from exda.data.transforms import PairTransform
 
 __all__ = [
@@ -28,12 +29,12 @@ __all__ = [
     "SyntheticDataset",
     "build_dataset",
     "collate_restoration",
+    "dead_leaves",
     "export_samples",
     "list_samples",
     "list_images",
     "load_image",
     "load_sample",
-    "opencv_photos",
     "pair_folders",
     "save_image",
     "to_numpy",

