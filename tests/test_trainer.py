@@ -21,7 +21,15 @@ from exda.engine.checkpoint import file_digest, load_for_inference, load_trainin
 from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
 from exda.engine.distributed import DistContext
 from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
-from exda.engine.trainer import ResumableSampler, Trainer, stage_at, train, validation_warning, warmup_cosine
+from exda.engine.trainer import (
+    ResumableSampler,
+    Trainer,
+    stage_at,
+    train,
+    validation_warning,
+    warmup_cosine,
+    warmup_stable_decay,
+)
 from exda.errors import UserError
 
 TINY: dict[str, Any] = {
@@ -238,11 +246,11 @@ def test_progressive_stages_change_patch_and_batch(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("stop", [3, 4])  # inside the second stage, and on the boundary to the third
 def test_resume_across_stages_equals_uninterrupted_run(tmp_path: Path, stop: int) -> None:
-    data = {"progressive": STAGES}
+    data, optim = {"progressive": STAGES}, {"schedule_iters": 7}  # one schedule for the whole run
     full, parts = tmp_path / "full", tmp_path / "parts"
-    train(tiny_config(data=data, train=PROGRESSIVE_TRAIN), full)
-    train(tiny_config(data=data, train={**PROGRESSIVE_TRAIN, "iters": stop}), parts)
-    train(tiny_config(data=data, train=PROGRESSIVE_TRAIN), parts, resume=True)
+    train(tiny_config(data=data, optim=optim, train=PROGRESSIVE_TRAIN), full)
+    train(tiny_config(data=data, optim=optim, train={**PROGRESSIVE_TRAIN, "iters": stop}), parts)
+    train(tiny_config(data=data, optim=optim, train=PROGRESSIVE_TRAIN), parts, resume=True)
     a = load_training_state(full / "checkpoints" / "last.safetensors")
     b = load_training_state(parts / "checkpoints" / "last.safetensors")
     assert a["step"] == b["step"] == 7
@@ -318,3 +326,61 @@ def test_losses() -> None:
     assert l1 == pytest.approx((pred - target).abs().mean().item())
     with_fft = RestorationLoss("l1", fft_weight=0.1)(pred, target)
     assert with_fft == pytest.approx(l1.item() + 0.1 * fft_amplitude_loss(pred, target).item())
+
+
+def test_warmup_stable_decay_is_flat_until_its_decay() -> None:
+    factor = [warmup_stable_decay(s, warmup=2, total=20, min_ratio=0.1, decay_fraction=0.25) for s in range(22)]
+    assert factor[:2] == [0.5, 1.0] and set(factor[2:15]) == {1.0}
+    assert factor[15] == 1.0 and factor[20] == factor[21] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(factor[15:20], factor[16:21], strict=True))
+    longer = [warmup_stable_decay(s, warmup=2, total=40, min_ratio=0.1, decay_fraction=0.25) for s in range(15)]
+    assert longer == factor[:15]  # extending the run before its decay changes nothing already trained
+
+
+def learning_rates(run: Path) -> list[float]:
+    return [float(m[1]) for m in re.finditer(r" lr ([\d.e+-]+) epoch", (run / "train.log").read_text())]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_resume_with_more_iters_stretches_the_schedule(tmp_path: Path, schedule: str) -> None:
+    optim = {"schedule_iters": None, "warmup_iters": 1, "schedule": schedule, "decay_fraction": 0.5}
+    quick = {"val_every": 0, "ckpt_every": 0, "precision": "fp32"}
+    train(tiny_config(optim=optim, train={**quick, "iters": 4}), tmp_path / "short")
+    train(tiny_config(optim=optim, train={**quick, "iters": 8}), tmp_path / "short", resume=True)
+    train(tiny_config(optim=optim, train={**quick, "iters": 8}), tmp_path / "long")
+    stretched, straight = learning_rates(tmp_path / "short"), learning_rates(tmp_path / "long")
+    assert stretched[4:] == pytest.approx(straight[4:])  # after the resume: the 8-step schedule
+    assert "over 4 steps -> " + schedule + " over 8 steps" in (tmp_path / "short" / "train.log").read_text()
+
+
+def test_resume_past_a_fixed_schedule_is_refused_in_one_line(tmp_path: Path) -> None:
+    quick = {"val_every": 0, "ckpt_every": 0}
+    train(tiny_config(train=quick), tmp_path / "run")  # schedule_iters 4
+    with pytest.raises(UserError, match=r"set optim.schedule_iters=6 \(or null"):
+        train(tiny_config(train={**quick, "iters": 6}), tmp_path / "run", resume=True)
+
+
+def test_time_limit_stops_with_a_complete_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config(train={"iters": 1000, "time_limit_minutes": 1e-6, "val_every": 500, "ckpt_every": 0})
+    train(config, tmp_path / "run")
+    state = load_training_state(tmp_path / "run")
+    assert state["step"] == 1
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "train.time_limit_minutes=1e-06 reached at step 1/1000" in log and "s/step data" in log
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert record["step"] == 1 and record["train_hours"] > 0 and set(record["per_task"]) == {"noise25", "rain"}
+    assert state["train_state"]["train_seconds"] == pytest.approx(record["train_hours"] * 3600, rel=0.5)
+
+
+def test_inexact_resume_continues_with_another_batch(tmp_path: Path) -> None:
+    quick = {"val_every": 0, "ckpt_every": 0, "iters": 4}
+    train(tiny_config(train={**quick, "iters": 2}, optim={"schedule_iters": 4}), tmp_path / "run")
+    bigger = tiny_config(data={"batch_size": 3}, optim={"schedule_iters": 4}, train=quick)
+    with pytest.raises(UserError, match="train.resume_exact=false"):
+        train(bigger, tmp_path / "run", resume=True)
+    inexact = tiny_config(data={"batch_size": 3}, optim={"schedule_iters": 4}, train={**quick, "resume_exact": False})
+    train(inexact, tmp_path / "run", resume=True)
+    state = load_training_state(tmp_path / "run")
+    assert state["step"] == 4 and state["train_state"]["epoch"] == 1 and state["train_state"]["position"] == 2
+    assert "new data order (train.resume_exact=false): data.batch_size (checkpoint 2, now 3)" in (
+        tmp_path / "run" / "train.log").read_text()

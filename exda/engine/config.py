@@ -73,6 +73,12 @@ class OptimConfig:
     schedule_iters: int | None = None  # cosine length incl. warmup; None = train.iters
     min_lr: float = 1e-6
     grad_clip: float = 0.0  # max global grad norm; 0 = off
+    # "cosine": warmup, then cosine decay over the whole schedule. "wsd" (warmup-stable-decay): warmup, a
+    # constant lr, then a cosine decay over the last ``decay_fraction`` of the schedule, so a run can be
+    # extended (train.iters raised on --resume) without a jump in lr as long as its decay has not begun.
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    decay_fraction: float = 0.2
+    fused: bool = False  # torch's fused AdamW kernel (CPU and CUDA) instead of the multi-tensor one
 
 
 @dataclass
@@ -99,6 +105,13 @@ class TrainConfig:
     val_lpips: Literal["off", "alex", "vgg"] = "off"  # add LPIPS to validation (offline weights; slower)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CPU threads of this process (torch.set_num_threads); 0 = torch's default (one per core).
+    threads: int = 0
+    time_limit_minutes: float = 0.0  # stop (validate, save last) after this many minutes; 0 = no limit
+    # --resume refuses a change to what fixes the batches (batch/patch size, data root, processes); false
+    # continues weights, EMA, optimizer and schedule with a new data order (a GPU with a larger batch).
+    resume_exact: bool = True
+    compile: bool = False  # torch.compile the training forward/backward (inductor); compile time is logged
 
 
 @dataclass
@@ -228,6 +241,9 @@ def _check_ranges(config: Config) -> None:
             f"null or >= max(1, optim.warmup_iters) = {max(1, optim.warmup_iters)}",
         ),
         "optim.grad_clip": (optim.grad_clip >= 0, ">= 0"),
+        "optim.decay_fraction": (0 < optim.decay_fraction <= 1, "0 < decay_fraction <= 1"),
+        "train.threads": (train.threads >= 0, ">= 0 (0 = torch's default)"),
+        "train.time_limit_minutes": (train.time_limit_minutes >= 0, ">= 0 (0 = no limit)"),
         "loss.fft_weight": (config.loss.fft_weight >= 0, ">= 0"),
         "loss.pearson_weight": (config.loss.pearson_weight >= 0, ">= 0"),
         "train.ema_decay": (0 <= train.ema_decay < 1, "0 <= ema_decay < 1"),

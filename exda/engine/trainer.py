@@ -1,7 +1,8 @@
 """Iteration-based training: AdamW, warmup + cosine, EMA, mixed precision, DDP, exact resume.
 
 ``train(config, run_dir)`` is the whole job. It writes (rank 0 only) into ``run_dir``:
-``config.yaml`` (resolved), ``train.log``, ``tb/`` (TensorBoard) and ``checkpoints/{last,best}.*``.
+``config.yaml`` (resolved), ``train.log``, ``validation.jsonl`` (per-task metrics at each validation, with the
+step and the run's wall-clock hours), ``tb/`` (TensorBoard) and ``checkpoints/{last,best}.*``.
 A run resumed from ``last`` continues exactly as if never interrupted: weights, EMA, optimizer,
 scheduler, grad scaler, torch RNG and the data epoch/position are restored, and every training item
 is a pure function of (seed, epoch, index); so resuming refuses a change to what fixes the batches
@@ -44,7 +45,7 @@ from exda.engine.checkpoint import (
     remove_stale_temp_files,
     save_checkpoint,
 )
-from exda.engine.config import Config, DataConfig, PatchStage, save_config
+from exda.engine.config import Config, DataConfig, OptimConfig, PatchStage, save_config
 from exda.engine.distributed import (
     DistContext,
     context_from_env,
@@ -59,6 +60,7 @@ from exda.layers.global_token import kwargs_as_trained, token_kwargs
 from exda.models import create_model
 
 CHECKPOINT_DIR = "checkpoints"
+VALIDATION_LOG = "validation.jsonl"
 SAMPLE_IMAGES = 4
 BENCHMARK_LAYOUTS = ("deg3", "deg5", "cdd11", "medical")  # their "val" split is the test folders
 # What fixes the sequence of training batches: resuming with another value would not continue the run.
@@ -74,6 +76,28 @@ def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float) -> fl
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_stable_decay(step: int, *, warmup: int, total: int, min_ratio: float, decay_fraction: float) -> float:
+    """LR factor: linear warmup, constant 1, then cosine to ``min_ratio`` over the last ``decay_fraction``
+    of ``total`` steps. Raising ``total`` before the decay has begun changes nothing already trained."""
+    if step < warmup:
+        return (step + 1) / warmup
+    decay = max(1, round(decay_fraction * total))
+    start = max(warmup, total - decay)
+    if step < start:
+        return 1.0
+    progress = min(1.0, (step - start) / max(1, total - start))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_schedule(optim: OptimConfig, iters: int) -> partial:
+    """The learning-rate factor of ``optim`` as a function of the step, for a run of ``iters`` steps."""
+    total = optim.schedule_iters or iters
+    common = dict(warmup=optim.warmup_iters, total=total, min_ratio=optim.min_lr / optim.lr)
+    if optim.schedule == "wsd":
+        return partial(warmup_stable_decay, decay_fraction=optim.decay_fraction, **common)
+    return partial(warmup_cosine, **common)
 
 
 def stage_at(stages: list[PatchStage], step: int) -> int:
@@ -140,6 +164,8 @@ class Trainer:
         train, optim = config.train, config.optim
         if train.precision == "fp16" and device.type != "cuda":
             raise UserError("train.precision fp16 needs CUDA; use bf16 (or fp32) on CPU")
+        if device.type == "cpu" and train.threads > 0:
+            torch.set_num_threads(train.threads)
         torch.manual_seed(train.seed)  # same initial weights on every rank
         kwargs = {"in_channels": config.data.in_channels, **config.model.kwargs}
         self.model = create_model(config.model.name, **kwargs).to(device)
@@ -161,13 +187,13 @@ class Trainer:
             if train.ema_decay > 0 else None
         )
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+            self.model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
+            fused=optim.fused or None,
         )
-        total = optim.schedule_iters or train.iters
-        schedule = partial(
-            warmup_cosine, warmup=optim.warmup_iters, total=total, min_ratio=optim.min_lr / optim.lr
-        )
-        self.scheduler = LambdaLR(self.optimizer, schedule)
+        self.scheduler = LambdaLR(self.optimizer, lr_schedule(optim, train.iters))
+        self.compile_seconds: float | None = None
+        if train.compile:
+            self.ddp_model = torch.compile(self.ddp_model)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
         self.loss_fn = build_loss(config.loss)
         data = config.data
@@ -179,6 +205,9 @@ class Trainer:
         self.skipped_steps = 0
         self.writer: SummaryWriter | None = None
         self.log_file: TextIO | None = None
+        self.notes: list[str] = []  # said in train.log when fit() starts (e.g. what resuming changed)
+        self.seconds = {"data": 0.0, "total": 0.0, "steps": 0}  # since the last report
+        self.train_seconds = 0.0  # wall-clock of the whole run so far (validation and saving included)
 
     # ----- data ---------------------------------------------------------------------------------
     def _use_stage(self, index: int) -> None:
@@ -250,6 +279,7 @@ class Trainer:
             "best_psnr": self.best_psnr,
             "ema_n_averaged": int(self.ema.n_averaged) if self.ema is not None else 0,
             "world_size": self.ctx.world_size,
+            "train_seconds": self.train_seconds,
         }
 
     def resume(self, checkpoint: Path) -> None:
@@ -270,9 +300,10 @@ class Trainer:
         saved_world = state.get("world_size", self.ctx.world_size)  # absent in older checkpoints
         if saved_world != self.ctx.world_size:
             mismatches.append(f"number of processes (checkpoint {saved_world}, now {self.ctx.world_size})")
-        if mismatches:
+        if mismatches and self.config.train.resume_exact:
             raise UserError(
-                f"resuming exactly needs the same {'; '.join(mismatches)}; start a new run instead"
+                f"resuming exactly needs the same {'; '.join(mismatches)}; start a new run instead, or set "
+                "train.resume_exact=false to continue the weights, optimizer and schedule with a new data order"
             )
         load_state_into(self.model, saved["model"], checkpoint)
         if self.ema is not None:
@@ -280,15 +311,46 @@ class Trainer:
             self.ema.n_averaged.fill_(state["ema_n_averaged"] if saved["ema"] else 0)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._follow_schedule(saved["config"], saved["step"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.epoch, self.position = saved["step"], state["epoch"], state["position"]
+        if mismatches:  # train.resume_exact is off: the data order starts afresh in the next epoch
+            self.epoch, self.position = self.epoch + 1, 0
+            self.notes.append(f"resumed with a new data order (train.resume_exact=false): {'; '.join(mismatches)}")
         self.best_psnr = state["best_psnr"]
+        self.train_seconds = state.get("train_seconds", 0.0)  # absent in older checkpoints
         # The saved epoch/position belong to the stage of the last step trained; fit() switches on from it.
         if (stage := stage_at(self.stages, self.step - 1)) != self.stage:
             self._use_stage(stage)
+
+    def _follow_schedule(self, saved_config: dict[str, Any], step: int) -> None:
+        """Set the learning rates from this config's schedule at the resumed step (the checkpoint holds the
+        rates of its own schedule); refuse a longer run whose fixed ``optim.schedule_iters`` it would outlive."""
+        optim, iters = self.config.optim, self.config.train.iters
+        saved_iters = saved_config.get("train", {}).get("iters", iters)
+        if optim.schedule_iters is not None and iters > max(optim.schedule_iters, saved_iters):
+            raise UserError(
+                f"train.iters={iters} runs past optim.schedule_iters={optim.schedule_iters}: the last "
+                f"{iters - optim.schedule_iters} steps would stay at optim.min_lr; set "
+                f"optim.schedule_iters={iters} (or null, to follow train.iters) to stretch the schedule"
+            )
+        before = self.optimizer.param_groups[0]["lr"]
+        fn = self.scheduler.lr_lambdas[0]
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * fn(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        saved_optim = saved_config.get("optim", {})
+        saved_total = saved_optim.get("schedule_iters") or saved_iters
+        total = optim.schedule_iters or iters
+        if total != saved_total or optim.schedule != saved_optim.get("schedule", "cosine"):
+            self.notes.append(
+                f"schedule {saved_optim.get('schedule', 'cosine')} over {saved_total} steps -> "
+                f"{optim.schedule} over {total} steps: lr at step {step} {before:.3e} -> "
+                f"{self.optimizer.param_groups[0]['lr']:.3e}"
+            )
 
     def _save(self, tag: str, metrics: dict[str, Any], with_state: bool) -> None:
         """Write a checkpoint; ``last`` keeps the one it replaces as ``previous`` until it is complete."""
@@ -324,6 +386,10 @@ class Trainer:
         metrics = {task: dict(values) for task, values in result.per_task.items() if task != AVERAGE_ROW}
         mean_psnr = sum(m["psnr"] for m in metrics.values()) / len(metrics)
         self._log(f"step {self.step} validation, mean PSNR {mean_psnr:.3f}\n{result.to_markdown()}")
+        record = {"step": self.step, "train_hours": self.train_seconds / 3600, "mean_psnr": mean_psnr,
+                  "per_task": metrics}
+        with open(self.run_dir / VALIDATION_LOG, "a") as log:  # one JSON line per validation: the curves
+            log.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for task, values in metrics.items():
                 self.writer.add_scalar(f"val/{task}/psnr", values["psnr"], self.step)
@@ -381,20 +447,26 @@ class Trainer:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         return not grads or bool(torch.isfinite(nn.utils.get_total_norm(grads)))
 
-    def _due(self, interval: int) -> bool:
+    def _due(self, interval: int, last: bool) -> bool:
         """Whether an every-``interval`` action falls on this step (the last step always counts)."""
-        return (interval > 0 and self.step % interval == 0) or self.step == self.config.train.iters
+        return (interval > 0 and self.step % interval == 0) or last
 
     def _report(self, losses: list[float], bar: tqdm) -> None:
         """Log the mean loss since the last report (over all ranks) and the learning rate."""
         finite = [x for x in losses if math.isfinite(x)] or [math.nan]  # skipped steps do not count
         loss = mean_across_ranks(sum(finite) / len(finite), self.ctx, self.device)
         lr = self.scheduler.get_last_lr()[0]
+        seconds = self.seconds
+        per_step = seconds["total"] / max(1, seconds["steps"])
+        data_share = seconds["data"] / max(1e-9, seconds["total"])
+        self.seconds = {"data": 0.0, "total": 0.0, "steps": 0}
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if self.writer is not None:
             self.writer.add_scalar("train/loss", loss, self.step)
             self.writer.add_scalar("train/lr", lr, self.step)
-        self._log(f"step {self.step} loss {loss:.5f} lr {lr:.3e} epoch {self.epoch}", echo=False)
+            self.writer.add_scalar("train/seconds_per_step", per_step, self.step)
+        self._log(f"step {self.step} loss {loss:.5f} lr {lr:.3e} epoch {self.epoch} "
+                  f"{per_step:.3f} s/step data {data_share:.1%}", echo=False)
 
     def fit(self) -> dict[str, Any]:
         """Train from the current step to ``train.iters``; returns the last validation metrics."""
@@ -416,10 +488,15 @@ class Trainer:
             warning = validation_warning(self.config.data) if self.val_set is not None else None
             if warning is not None:
                 self._log(warning)
+            for note in self.notes:
+                self._log(note)
+            self.notes.clear()
             self.model.train()
             bar = tqdm(total=train.iters, initial=self.step, disable=not self.ctx.is_main, dynamic_ncols=True)
             batches = self._batches()
             losses: list[float] = []
+            deadline = time.monotonic() + 60 * train.time_limit_minutes if train.time_limit_minutes else math.inf
+            clock = time.monotonic()
             while self.step < train.iters:
                 if (stage := stage_at(self.stages, self.step)) != self.stage:
                     batches.close()  # lets the old loader's workers go
@@ -428,21 +505,46 @@ class Trainer:
                     batches = self._batches()
                     self._log(f"step {self.step}: patch {self.stages[stage].patch_size}, "
                               f"batch {self.stages[stage].batch_size}")
-                losses.append(self._train_step(next(batches)))
+                start = time.perf_counter()
+                batch = next(batches)
+                loaded = time.perf_counter()
+                losses.append(self._train_step(batch))
+                done = time.perf_counter()
+                if train.compile and self.compile_seconds is None:  # the first step compiles
+                    self.compile_seconds = done - loaded
+                    self._log(f"torch.compile: first step took {self.compile_seconds:.1f} s")
+                else:
+                    self.seconds["data"] += loaded - start
+                    self.seconds["total"] += done - start
+                    self.seconds["steps"] += 1
                 self.step += 1
+                self.train_seconds += done - clock
+                clock = done
                 bar.update(1)
-                if self._due(train.log_every):
+                # Every rank stops at the same step: rank 0's clock decides.
+                out_of_time = deadline < math.inf and mean_across_ranks(
+                    float(time.monotonic() > deadline), self.ctx, self.device) > 0
+                last = self.step == train.iters or out_of_time
+                if self._due(train.log_every, last):
                     self._report(losses, bar)
                     losses.clear()
-                if self.val_set is not None and self._due(train.val_every):
+                if self.val_set is not None and self._due(train.val_every, last):
                     metrics = self._validate()
                     if metrics["mean_psnr"] > self.best_psnr:
                         self.best_psnr = metrics["mean_psnr"]
                         self._save("best", metrics, with_state=False)
-                if self.ctx.is_main and self._due(train.ckpt_every):
+                if self.ctx.is_main and self._due(train.ckpt_every, last):
                     self._save("last", metrics, with_state=True)
+                now = time.monotonic()  # validation and saving count as the run's time too
+                self.train_seconds += now - clock
+                clock = now
+                if out_of_time:
+                    self._log(f"train.time_limit_minutes={train.time_limit_minutes:g} reached at step "
+                              f"{self.step}/{train.iters}; --resume continues")
+                    break
             bar.close()
-            self._log(f"finished at step {self.step}; checkpoints in {self.run_dir / CHECKPOINT_DIR}")
+            self._log(f"{'finished' if self.step == train.iters else 'stopped'} at step {self.step}; "
+                      f"checkpoints in {self.run_dir / CHECKPOINT_DIR}")
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -456,8 +558,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict[
 
     ``resume=True`` continues from ``run_dir/checkpoints/last``; a fresh run refuses a folder that
     already holds one. On resume the optimizer and scheduler state (so the learning rates) come from the
-    checkpoint; with ``optim.schedule_iters`` null the cosine length follows ``train.iters``, so raising
-    ``train.iters`` on resume stretches the remaining schedule. Returns the last validation metrics.
+    checkpoint; with ``optim.schedule_iters`` null the schedule's length follows ``train.iters``, so raising
+    ``train.iters`` on resume stretches the remaining schedule (logged; with ``optim.schedule="wsd"`` nothing
+    trained so far changes until the decay begins); a fixed ``optim.schedule_iters`` that the longer run
+    would outlive is refused. Returns the last validation metrics.
     """
     run_dir = Path(run_dir)
     checkpoint, problems = latest_valid_checkpoint(run_dir / CHECKPOINT_DIR)
