@@ -23,6 +23,7 @@ from exda.engine import demo, pretrained
 from exda.engine.checkpoint import save_checkpoint
 from exda.engine.demo import Row, compare, degrade, save_grid, to_markdown
 from exda.engine.fast import optimize_for_inference
+from exda.engine.tiling import restore
 
 DEGRADATIONS = ("clean", "noise25", "haze")
 SEED = 5
@@ -66,7 +67,7 @@ def test_compare_scores_every_degradation(compared, model, photos) -> None:
     # the noise25 row is the mean over the photos, each degraded with its own seed
     noisy = [degrade(img, "noise25", SEED + 1000 + i) for i, img in enumerate(photos.values())]
     with torch.inference_mode():
-        restored = [to_numpy(model(to_tensor(x)[None])[0].clamp(0, 1)) for x in noisy]
+        restored = [to_numpy(restore(model, to_tensor(x)[None])[0].clamp(0, 1)) for x in noisy]
     scores = [score(y, c) for y, c in zip(restored, photos.values(), strict=True)]
     assert rows[1].restored_psnr == pytest.approx(np.mean([s[0] for s in scores]), abs=1e-4)
     inputs = [score(x, c)[0] for x, c in zip(noisy, photos.values(), strict=True)]

@@ -19,9 +19,12 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from exda.engine.amp import autocast
+
+EDGE_MARGIN = 16  # px mirrored around an image before restoring it (see ``restore``)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -103,6 +106,12 @@ def restore_tiled(
     return out / weight_sum
 
 
+def reflect_margin(x: Tensor, margin: int) -> tuple[Tensor, int]:
+    """``x`` with ``margin`` px mirrored onto every side (less when the image is smaller); and that margin."""
+    margin = max(0, min(margin, x.shape[-2] - 1, x.shape[-1] - 1))
+    return (F.pad(x, (margin,) * 4, mode="reflect") if margin else x), margin
+
+
 @torch.inference_mode()
 def restore(
     model: nn.Module,
@@ -112,13 +121,20 @@ def restore(
     overlap: int = 32,
     bf16: bool = False,
     progress: bool = False,
+    margin: int = EDGE_MARGIN,
 ) -> Tensor:
     """Restore ``x`` (B x C x H x W) in one pass, or tiled when ``tile`` is set and the image exceeds it.
 
+    The image is first given a mirrored ``margin`` on every side (cropped off again): the networks'
+    zero-padded convolutions otherwise darken or tint the outermost 1-3 px (a frame, worst on low light).
     Returns the raw model output as a float32 CPU tensor (callers clamp to [0, 1] when they need to).
     """
+    if x.ndim != 4:
+        raise ValueError(f"expected B x C x H x W, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    x, m = reflect_margin(x, margin)
     if tile is None or max(x.shape[-2:]) <= tile:
-        if x.ndim != 4:
-            raise ValueError(f"expected B x C x H x W, got shape {tuple(x.shape)}")
-        return _run(model, x, model_device(model), bf16)
-    return restore_tiled(model, x, tile=tile, overlap=overlap, bf16=bf16, progress=progress)
+        out = _run(model, x, model_device(model), bf16)
+    else:
+        out = restore_tiled(model, x, tile=tile, overlap=overlap, bf16=bf16, progress=progress)
+    return out[..., m : m + h, m : m + w]
