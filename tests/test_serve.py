@@ -219,12 +219,12 @@ def test_a_large_image_holds_no_small_one_hostage_and_can_be_cancelled(server, c
 def test_the_time_limit_stops_a_restoration_with_one_message(server, client, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     save_image(big, photo(1200, 1000))
-    server.pages.time_limit = 0.5
+    server.pages.time_limit, default = 0.5, server.pages.time_limit
     try:
         with pytest.raises(gradio_client.exceptions.AppError, match=r"stopped after 0.5 s, this server's time limit"):
             restore(client, big)
     finally:
-        server.pages.time_limit = None
+        server.pages.time_limit = default
 
 
 def test_degrade_and_restore_scores_against_the_clean_image(client, tmp_path: Path) -> None:

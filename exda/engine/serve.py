@@ -412,7 +412,8 @@ def build_app(pages: Pages, checkpoint_box: bool):
                        "folder, named relative to it; empty = the server's model")
     run = {"concurrency_limit": MAX_IN_FLIGHT, "concurrency_id": "restore"}  # the lanes do the queueing
     with gr.Blocks(title="exda: all-in-one image restoration") as app:
-        gr.Markdown("# exda: all-in-one image restoration\nThe shipped default model is small and CPU-trained: "
+        gr.Markdown("# exda: all-in-one image restoration\nRuns on this machine; nothing is sent elsewhere. "
+                    "The shipped default model is small and CPU-trained: "
                     "see docs/model_card.md for what it can do. Uploads and results are deleted after "
                     f"{RESULT_LIFETIME_S / 60:g} minutes.")
         with gr.Tab("Restore"):
