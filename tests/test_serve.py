@@ -68,8 +68,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, checkpoints: Path):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    return gradio_client.Client(server.app.local_url, verbose=False)
+def client(server, tmp_path_factory: pytest.TempPathFactory):
+    downloads = tmp_path_factory.mktemp("downloads")  # not the client's default, the shared /tmp/gradio
+    return gradio_client.Client(server.app.local_url, verbose=False, download_files=str(downloads))
 
 
 def restore(client, path: Path, checkpoint: str = "") -> tuple:
@@ -96,6 +97,27 @@ def test_large_upload_is_tiled_like_exda_restore(client, tmp_path: Path) -> None
     _, download, info = restore(client, src)
     assert "128 px tiles" in info
     assert load_image(download).pixels.shape == (150, 170, 3)
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_old_files_are_swept_while_the_server_runs(tmp_path: Path) -> None:
+    serve = Server(ServeOptions(result_lifetime=0.5), parent=tmp_path)  # swept every second
+    try:
+        old = serve.folder.files / "request-old" / "photo_restored.png"
+        old.parent.mkdir()
+        old.write_bytes(b"x")
+        assert _wait_until(lambda: not old.parent.exists(), 10)
+    finally:
+        serve.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -191,15 +213,6 @@ def test_without_a_checkpoint_folder_the_box_refuses_everything(tmp_path: Path) 
         with pytest.raises(UserError) as caught:
             models.for_request(tmp_path / "a.png", text)
         assert str(caught.value) == CHECKPOINT_REFUSED
-
-
-def _wait_until(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_large_image_holds_no_small_one_hostage_and_can_be_cancelled(server, client, tmp_path: Path) -> None:

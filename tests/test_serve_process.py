@@ -97,7 +97,7 @@ def test_sigterm_stops_the_work_and_removes_every_file(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_for_page(url, proc, timeout=180)
-        client = gradio_client.Client(url, verbose=False)
+        client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         info = client.predict(gradio_client.handle_file(str(small)), "", api_name="/restore")[2]
         assert info.startswith("40x32 restored in")
         assert [p.name[:11] for p in temp.iterdir()] == ["exda-serve-"]  # everything in one folder
