@@ -47,7 +47,7 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
     from exda.engine.checkpoint import load_for_inference
     from exda.engine.pretrained import default_checkpoint
     from exda.engine.restore_cli import inference_model, restore_file
-    from exda.engine.serve import create_app
+    from exda.engine.serve import ServeOptions, Server
 
     torch.set_num_threads(1)
     x = torch.from_numpy(np.ascontiguousarray(load_sample("coffee"))).permute(2, 0, 1)[None]
@@ -56,11 +56,11 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
     src = tmp_path / "coffee_low_light.png"
     save_image(src, dark[0].permute(1, 2, 0).numpy())
 
-    app = create_app(precision="fp32", workdir=tmp_path / "serve")
-    app.launch(prevent_thread_lock=True, quiet=True)
+    server = Server(ServeOptions(precision="fp32"), parent=tmp_path)
+    server.launch(prevent_thread_lock=True, quiet=True)
     driver = _driver()
     try:
-        driver.get(app.local_url)
+        driver.get(server.app.local_url)
         wait = WebDriverWait(driver, 60)
         upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#restore-upload input[type=file]")))
         upload.send_keys(str(src))
@@ -97,7 +97,7 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
             driver.save_screenshot(str(Path(screenshot).with_name(Path(screenshot).stem + "_degrade.png")))
     finally:
         driver.quit()
-        app.close()
+        server.close()
 
     # The browser got the same image `exda restore` writes for this file.
     net, _ = load_for_inference(default_checkpoint("photo"))

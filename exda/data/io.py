@@ -74,13 +74,24 @@ def list_images(folder: str | Path) -> list[Path]:
     )
 
 
+class TooManyPixels(UserError):
+    """An image refused from its header for having more than ``max_pixels`` pixels. Carries its size so
+    that a caller (``exda serve``) can word its own message; constructible from the message alone, as a
+    DataLoader worker re-raises it."""
+
+    def __init__(self, message: str, *, height: int = 0, width: int = 0, max_pixels: int = 0) -> None:
+        super().__init__(message)
+        self.height, self.width, self.max_pixels = height, width, max_pixels
+
+
 def check_pixels(path: Path, height: int, width: int, max_pixels: int) -> None:
     """Refuse an image larger than ``max_pixels`` before decoding it (a decompression bomb guard)."""
     if height * width > max_pixels:
-        raise UserError(
+        raise TooManyPixels(
             f"cannot read image {path}: {width}x{height} = {height * width:,} pixels is more than the limit "
             f"{max_pixels:,} (a guard against decompression bombs); pass --max-pixels {height * width} "
-            "to allow it"
+            "to allow it",
+            height=height, width=width, max_pixels=max_pixels,
         )
 
 
