@@ -1,0 +1,101 @@
+"""Curves of the long default-photo run and its plain twin, from their committed validation logs.
+
+    python benchmarks/long_run_curves.py          # reads training/*/validation.jsonl
+
+Every validation of both runs (all 9 held-out photos under all 12 tasks, 192 px crops, EMA weights) is a
+line of ``training/<run>/validation.jsonl``. This script draws per-task PSNR against the step (both networks
+on one plot per task) and mean PSNR against the run's wall-clock hours, and writes the paired table at
+every step both runs validated: ``benchmarks/results/long_run_curves.{png,json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = {"default_photo": "ExDA (both primitives)", "default_photo_plain": "plain twin (both off)"}
+
+
+def read(run: Path) -> list[dict]:
+    path = run / "validation.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--training", type=Path, default=ROOT / "training")
+    parser.add_argument("--out", type=Path, default=RESULTS / "long_run_curves.json")
+    args = parser.parse_args()
+    curves = {name: read(args.training / name) for name in RUNS}
+    curves = {name: records for name, records in curves.items() if records}
+    if not curves:
+        print(f"no validation.jsonl under {args.training}", file=sys.stderr)
+        return 1
+    tasks = list(next(iter(curves.values()))[0]["per_task"])
+    columns = 4
+    rows = -(-(len(tasks) + 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for name, records in curves.items():
+            ax.plot([r["step"] for r in records], [r["per_task"][task]["psnr"] for r in records],
+                    marker=".", label=RUNS[name])
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    ax = axes.flat[len(tasks)]
+    for name, records in curves.items():
+        ax.plot([r["train_hours"] for r in records], [r["mean_psnr"] for r in records], marker=".",
+                label=RUNS[name])
+    ax.set_title("mean over tasks")
+    ax.set_xlabel("wall-clock hours of the run")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    for extra in list(axes.flat)[len(tasks) + 1 :]:
+        extra.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle("Held-out validation (9 photos x 12 tasks, 192 px crops, EMA weights)")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+
+    paired = []
+    if len(curves) == 2:
+        by_step = [{r["step"]: r for r in records} for records in curves.values()]
+        for step in sorted(set(by_step[0]) & set(by_step[1])):
+            exda, plain = by_step[0][step], by_step[1][step]
+            gains = {t: exda["per_task"][t]["psnr"] - plain["per_task"][t]["psnr"] for t in tasks}
+            paired.append({"step": step, "gain_per_task": gains,
+                           "mean_gain": sum(gains.values()) / len(gains),
+                           "tasks_won": sum(g > 0 for g in gains.values()), "tasks": len(tasks)})
+    result = {"command": "python benchmarks/long_run_curves.py", "runs": curves, "paired": paired}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    lines = ["# Long run: held-out validation curves (`python benchmarks/long_run_curves.py`)", ""]
+    for name, records in curves.items():
+        last = records[-1]
+        lines.append(f"- {RUNS[name]} (`training/{name}`): {len(records)} validations, last at step "
+                     f"{last['step']} after {last['train_hours']:.2f} h: mean PSNR {last['mean_psnr']:.2f} dB")
+    if paired:
+        lines += ["", "| step | ExDA - plain, mean dB | tasks won | " + " | ".join(tasks) + " |",
+                  "|---|---|---|" + "---|" * len(tasks)]
+        for p in paired:
+            cells = " | ".join(f"{p['gain_per_task'][t]:+.2f}" for t in tasks)
+            lines.append(f"| {p['step']} | {p['mean_gain']:+.2f} | {p['tasks_won']}/{p['tasks']} | {cells} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
