@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
-from exda.layers.attention import attend, wide
+from exda.layers import Downsample, PatchEmbed, TransformerBlock, TransposedCrossAttention, Upsample
+from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.amir import pad_to_multiple
@@ -40,31 +40,6 @@ from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS
 
 LOW_BAND_UNIT = 128  # the low-frequency box's half-size is (side // 128) * a predicted rate in (0, 1)
-
-
-class TransposedCrossAttention(nn.Module):
-    """Channel (transposed) attention with queries from ``x`` and keys/values from ``y``: 1x1 + depthwise
-    conv projections (``kv_kernel`` for keys/values), L2-normalised q and k, per-head temperature."""
-
-    def __init__(self, dim: int, heads: int, bias: bool = False, kv_kernel: int = 3) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
-        self.kv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
-        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, kernel_size=kv_kernel, padding=kv_kernel // 2, groups=dim * 2,
-                                   bias=bias)
-        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        q = self.q_dwconv(self.q(x))
-        k, v = self.kv_dwconv(self.kv(y)).chunk(2, dim=1)
-        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
-        return self.project_out(attend(q, k, v, self.temperature).reshape(b, c, h, w))
 
 
 class FrequencyRefine(nn.Module):

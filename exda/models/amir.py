@@ -18,7 +18,6 @@ Restormer's transposed attention unchanged, so they enter exactly as in ``exda_r
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Unpack
@@ -30,13 +29,13 @@ from torch import nn
 from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
 from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
+from exda.layers.moe import normal_cdf, squared_cv
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_config, official_mapping
 from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS
 
 NOISE_EPS = 1e-2  # floor of the gating noise's standard deviation
-CV_EPS = 1e-10
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int) -> torch.Tensor:
@@ -49,18 +48,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int) -> torch.Tenso
         return x
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
-def cv_squared(x: torch.Tensor) -> torch.Tensor:
-    """Squared coefficient of variation (sample variance / mean^2) of a 1-D tensor; 0 for one element."""
-    if x.shape[0] == 1:
-        return x.new_zeros(())
-    x = x.to(wide(x.dtype))
-    return x.var() / (x.mean() ** 2 + CV_EPS)
-
-
-def normal_cdf(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
 class ExpertMLP(nn.Module):
@@ -115,7 +102,7 @@ class PixelMixtureOfExperts(nn.Module):
                                normal_cdf((clean - threshold_out) / noise_std)).sum(0)
         else:
             load = (gates > 0).sum(0)
-        return out, cv_squared(gates.sum(0)) + cv_squared(load)
+        return out, squared_cv(gates.sum(0), "variance") + squared_cv(load, "variance")
 
     def _combine(self, pixels: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """log(sum_i g_i exp(expert_i(x))) over the experts with a non-zero gate, each run only on its

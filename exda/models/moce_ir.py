@@ -38,23 +38,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, LayerNorm2d, PatchEmbed, TransformerBlock, TransposedAttention, Upsample
+from exda.layers import (
+    Downsample,
+    LayerNorm2d,
+    PatchEmbed,
+    TransformerBlock,
+    TransposedAttention,
+    TransposedCrossAttention,
+    Upsample,
+)
 from exda.layers.attention import wide
 from exda.layers.ffn import GatedDconvFFN
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, TokenOptions, token_options
+from exda.layers.moe import normal_cdf, squared_cv
 from exda.layers.value_transform import ValueTransformKind
-from exda.models.adair import TransposedCrossAttention
-from exda.models.amir import normal_cdf, pad_to_multiple
+from exda.models.amir import pad_to_multiple
 from exda.models.official import StateDict, official_mapping
 from exda.models.registry import model_options, register_model
 from exda.models.restormer import LEVELS
-
-CV_EPS = 1e-8
-
-
-def squared_cv(x: torch.Tensor) -> torch.Tensor:
-    """(sample std / (mean + 1e-8))^2 of a 1-D tensor, as the official balance losses compute it."""
-    return (x.std() / (x.mean() + CV_EPS)) ** 2
 
 
 class PatchFFTAttention(nn.Module):
@@ -140,7 +141,7 @@ class ComplexityRouter(nn.Module):
             importance = importance * self.complexity
         threshold = noisy.gather(1, top_index[:, -1:])  # the k-th largest noisy logit of each image
         load = (1 - normal_cdf((threshold - logits) / self.noise_std)).mean(0)
-        return gates, 0.5 * squared_cv(importance) + 0.5 * squared_cv(load)
+        return gates, 0.5 * squared_cv(importance, "std") + 0.5 * squared_cv(load, "std")
 
 
 class ExpertAdapter(nn.Module):
