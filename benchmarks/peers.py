@@ -27,7 +27,7 @@ import torch
 import exda
 from exda.atomic import atomic_write
 from exda.models.profile import count_parameters, profile_model
-from exda.models.promptir import PROMPTS
+from exda.models.restormer import PROMPTS
 
 # Peers in the order of docs/peers.md; each is followed by its ExDA version when one is registered.
 PEERS = ("restormer", "promptir", "airnet", "adair", "moce_ir_s", "moce_ir", "histoformer", "amir")

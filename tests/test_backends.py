@@ -19,7 +19,7 @@ from exda.engine.backends import BACKENDS, available_backends, build_backend
 from exda.errors import UserError
 from exda.layers.global_token import grid_pool, nearest_resize
 from exda.metrics import psnr
-from exda.models.restormer import RestormerUNet
+from exda.models.unet import pad_to_multiple
 
 MODELS = ["restormer_test", "exda_restormer_test", "promptir_test"]
 MIN_PSNR = 45.0  # dB between a backend's output and eager fp32 PyTorch
@@ -113,12 +113,13 @@ def test_grid_pool_and_nearest_resize_equal_the_pytorch_ops():
             assert torch.equal(nearest_resize(cells, (h, w)), F.interpolate(cells, size=(h, w), mode="nearest"))
 
 
-def test_padding_equals_f_pad():
-    for h, w in [(1, 1), (3, 12), (7, 9), (8, 16), (37, 53), (12, 5)]:
+@pytest.mark.parametrize("minimum", [0, 16])
+def test_padding_equals_f_pad(minimum):
+    for h, w in [(1, 1), (3, 12), (7, 9), (8, 16), (37, 53), (12, 5), (9, 24)]:
         x = torch.randn(1, 2, h, w)
-        pad_h, pad_w = (-h) % 8, (-w) % 8
+        pad_h, pad_w = max(minimum, h + (-h) % 8) - h, max(minimum, w + (-w) % 8) - w
         mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        assert torch.equal(RestormerUNet._pad(x), F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
+        assert torch.equal(pad_to_multiple(x, 8, minimum), F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
 
 
 def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys):

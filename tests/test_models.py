@@ -15,7 +15,7 @@ from exda.layers import (
     TransposedAttention,
 )
 from exda.models.profile import count_parameters, profile_model
-from exda.models.promptir import PROMPTS
+from exda.models.restormer import PROMPTS
 
 TEST_MODELS = [name for name in exda.list_models() if name.endswith("_test")]
 

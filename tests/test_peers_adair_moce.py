@@ -14,6 +14,7 @@ import exda
 from exda.engine.checkpoint import load_for_inference
 from exda.engine.config import config_from_dict
 from exda.engine.trainer import train
+from exda.layers.moe import squared_cv
 from exda.models.adair import FrequencyModulation
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
@@ -104,6 +105,17 @@ def test_moce_balance_loss_and_deterministic_inference():
     with torch.no_grad():  # the official test-time behaviour: routing noise, so the result varies
         outputs = [noisy(x) for _ in range(8)]
     assert any(not torch.equal(outputs[0], y) for y in outputs[1:])
+
+
+def test_squared_cv_keeps_each_official_formula():
+    x = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    assert squared_cv(x, "variance").item() == pytest.approx((x.var() / (x.mean() ** 2 + 1e-10)).item(), rel=1e-15)
+    assert squared_cv(x, "std").item() == pytest.approx(((x.std() / (x.mean() + 1e-8)) ** 2).item(), rel=1e-15)
+    half = x.to(torch.bfloat16)  # AMIR's form computes in float32 (its .float()), MoCE-IR's in the input dtype
+    assert squared_cv(half, "variance").dtype == torch.float32 and squared_cv(half, "std").dtype == torch.bfloat16
+    assert squared_cv(x[:1], "variance").item() == 0
+    with pytest.raises(ValueError, match="form"):
+        squared_cv(x, "var")
 
 
 @pytest.mark.parametrize("family", ["adair_test", "moce_ir_test"])

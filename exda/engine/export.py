@@ -3,7 +3,7 @@
 The TorchScript exporter (``dynamo=False``) is used: on these networks it writes a graph that is exact
 for every input size in about 2 s, where torch.export's exporter took over a minute for the tiny test
 model. The model code is written so that no shape becomes a constant (exda/layers/global_token.py,
-``RestormerUNet._pad``).
+``exda.models.unet.pad_to_multiple``).
 """
 
 from __future__ import annotations

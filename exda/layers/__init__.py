@@ -1,6 +1,6 @@
 """Building blocks: Restormer's layers and the two ExDA primitives."""
 
-from exda.layers.attention import TransposedAttention
+from exda.layers.attention import TransposedAttention, TransposedCrossAttention
 from exda.layers.block import TransformerBlock
 from exda.layers.ffn import GatedDconvFFN
 from exda.layers.global_token import GLOBAL_TOKENS, GlobalSpatialToken, GlobalTokenKind, TokenOptions
@@ -21,6 +21,7 @@ __all__ = [
     "TokenOptions",
     "TransformerBlock",
     "TransposedAttention",
+    "TransposedCrossAttention",
     "Upsample",
     "ValueTransformKind",
 ]

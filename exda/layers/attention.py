@@ -1,4 +1,5 @@
-"""MDTA: Restormer's multi-Dconv-head transposed attention, with the two ExDA primitives as options.
+"""MDTA: Restormer's multi-Dconv-head transposed attention, with the two ExDA primitives as options, and
+its cross-attention form.
 
 Attention runs across channels, not pixels: per head, the C/h x C/h map softmax(q k^T * t) mixes the
 value channels, so its cost is linear in the number of pixels.
@@ -63,6 +64,32 @@ class TransposedAttention(nn.Module):
             attend_with_token = attend_with_row_token if self.token.kind == "row" else attend_with_column_tokens
             out = attend_with_token(q, k, v, tok, self.temperature)
         return self.project_out(out.reshape(b, c, h, w))
+
+
+class TransposedCrossAttention(nn.Module):
+    """Channel (transposed) attention with queries from ``x`` and keys/values from ``y``: 1x1 + depthwise
+    conv projections (``kv_kernel`` for keys/values), L2-normalised q and k, per-head temperature (AdaIR's
+    frequency blocks, MoCE-IR's decoder blocks)."""
+
+    def __init__(self, dim: int, heads: int, bias: bool = False, kv_kernel: int = 3) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
+        self.kv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
+        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, kernel_size=kv_kernel, padding=kv_kernel // 2, groups=dim * 2,
+                                   bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q_dwconv(self.q(x))
+        k, v = self.kv_dwconv(self.kv(y)).chunk(2, dim=1)
+        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
+        return self.project_out(attend(q, k, v, self.temperature).reshape(b, c, h, w))
 
 
 EPS = 1e-12  # F.normalize's

@@ -1,6 +1,8 @@
-"""The transformer block shared by Restormer, PromptIR and their ExDA versions."""
+"""The transformer block of the U-Net families: Restormer's, and others' by passing their layer classes."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -13,7 +15,13 @@ from exda.layers.value_transform import ValueTransformKind
 
 
 class TransformerBlock(nn.Module):
-    """x + Attention(LN(x)); then x + GDFN(LN(x)). With ExDA options on, this is the "ExDA block"."""
+    """x + Attention(LN(x)); then x + GDFN(LN(x)). With ExDA options on, this is the "ExDA block".
+
+    The layers are Restormer's (MDTA, GDFN, LayerNorm2d) unless a family passes its own classes, called
+    as ``attn_layer(dim, heads, bias, value_transform, global_token, token)``, ``ffn_layer(dim,
+    ffn_expansion, bias)`` and ``norm_layer(dim, bias=norm_bias)`` (Histoformer's DHSA, DGFF and
+    parameter-free norms).
+    """
 
     def __init__(
         self,
@@ -25,12 +33,15 @@ class TransformerBlock(nn.Module):
         value_transform: ValueTransformKind = "off",
         global_token: GlobalTokenKind = "off",
         token: TokenOptions | None = None,
+        attn_layer: Callable[..., nn.Module] = TransposedAttention,
+        ffn_layer: Callable[..., nn.Module] = GatedDconvFFN,
+        norm_layer: Callable[..., nn.Module] = LayerNorm2d,
     ) -> None:
         super().__init__()
-        self.norm1 = LayerNorm2d(dim, bias=norm_bias)
-        self.attn = TransposedAttention(dim, heads, bias, value_transform, global_token, token)
-        self.norm2 = LayerNorm2d(dim, bias=norm_bias)
-        self.ffn = GatedDconvFFN(dim, ffn_expansion, bias)
+        self.norm1 = norm_layer(dim, bias=norm_bias)
+        self.attn = attn_layer(dim, heads, bias, value_transform, global_token, token)
+        self.norm2 = norm_layer(dim, bias=norm_bias)
+        self.ffn = ffn_layer(dim, ffn_expansion, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), x_in=x)

@@ -24,47 +24,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
-from exda.layers.attention import attend, wide
+from exda.layers import TransformerBlock, TransposedCrossAttention
+from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
 from exda.layers.value_transform import ValueTransformKind
-from exda.models.amir import pad_to_multiple
 from exda.models.official import StateDict, official_mapping
 from exda.models.registry import model_options, register_model
-from exda.models.restormer import LEVELS
+from exda.models.unet import UNet, unet_from_official, unet_widths
 
 LOW_BAND_UNIT = 128  # the low-frequency box's half-size is (side // 128) * a predicted rate in (0, 1)
-
-
-class TransposedCrossAttention(nn.Module):
-    """Channel (transposed) attention with queries from ``x`` and keys/values from ``y``: 1x1 + depthwise
-    conv projections (``kv_kernel`` for keys/values), L2-normalised q and k, per-head temperature."""
-
-    def __init__(self, dim: int, heads: int, bias: bool = False, kv_kernel: int = 3) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
-        self.kv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
-        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, kernel_size=kv_kernel, padding=kv_kernel // 2, groups=dim * 2,
-                                   bias=bias)
-        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        q = self.q_dwconv(self.q(x))
-        k, v = self.kv_dwconv(self.kv(y)).chunk(2, dim=1)
-        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
-        return self.project_out(attend(q, k, v, self.temperature).reshape(b, c, h, w))
 
 
 class FrequencyRefine(nn.Module):
@@ -132,7 +107,7 @@ class FrequencyModulation(nn.Module):
         return high.to(x.dtype), low.to(x.dtype)
 
 
-class AdaIR(nn.Module):
+class AdaIR(UNet):
     """The network. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W (reflect-padded to a
     multiple of 8, then cropped)."""
 
@@ -149,52 +124,20 @@ class AdaIR(nn.Module):
         global_token: GlobalTokenKind = "off",
         **token_args: Unpack[TokenKwargs],
     ) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        self.in_channels = in_channels
-        widths = [dim * 2**level for level in range(LEVELS)]
-        block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
-                        global_token=global_token,
-                        token=token_options(**token_args))
-
-        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
-            return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))
-
-        self.patch_embed = PatchEmbed(in_channels, dim, bias=False)
-        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
-        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
-        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
-        # Decoder steps, index j = level the step arrives at (0 = full resolution, kept at 2C).
-        self.ups = nn.ModuleList(Upsample(widths[j + 1]) for j in range(LEVELS - 1))
-        self.reduces = nn.ModuleList(
-            nn.Identity() if j == 0 else nn.Conv2d(2 * widths[j], widths[j], kernel_size=1, bias=bias)
-            for j in range(LEVELS - 1)
-        )
-        self.decoders = nn.ModuleList(
-            stage(2 * dim if j == 0 else widths[j], heads[j], num_blocks[j]) for j in range(LEVELS - 1)
-        )
+        super().__init__(in_channels)
+        block = partial(TransformerBlock, ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
+                        global_token=global_token, token=token_options(**token_args))
+        self.build_encoder(block, dim, heads, num_blocks)
+        self.build_latent(block, dim, heads, num_blocks)
+        self.build_decoder(block, dim, heads, num_blocks, bias)
         # AFLB before each up step, index j as the up step's (all with the heads of level 3, as published).
         self.frequency = nn.ModuleList(
-            FrequencyModulation(widths[j + 1], heads[2], bias, in_channels) for j in range(LEVELS - 1)
+            FrequencyModulation(width, heads[2], bias, in_channels) for width in unet_widths(dim)[1:]
         )
-        self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
-        self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
+        self.build_output(block, dim, heads, num_refinement_blocks, bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = pad_to_multiple(x, 2 ** (LEVELS - 1), minimum=0)
-        feats, skips = self.patch_embed(padded), []
-        for encoder, down in zip(self.encoders, self.downs, strict=True):
-            feats = encoder(feats)
-            skips.append(feats)
-            feats = down(feats)
-        feats = self.latent(feats)
-        for j in reversed(range(LEVELS - 1)):
-            feats = self.frequency[j](padded, feats)
-            feats = self.reduces[j](torch.cat([self.ups[j](feats), skips[j]], dim=1))
-            feats = self.decoders[j](feats)
-        return (self.output(self.refinement(feats)) + padded)[..., :h, :w]
+    def before_up(self, j: int, feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.frequency[j](image, feats)
 
 
 SIZES: dict[str, dict] = {
@@ -226,15 +169,9 @@ def exda_adair_test(**kwargs) -> AdaIR:
     return build("test", exda=True, **kwargs)
 
 
-_OFFICIAL_HEADS = {"encoder_level1.": "encoders.0.", "encoder_level2.": "encoders.1.", "encoder_level3.": "encoders.2.",
-                   "decoder_level1.": "decoders.0.", "decoder_level2.": "decoders.1.", "decoder_level3.": "decoders.2.",
-                   "down1_2.": "downs.0.", "down2_3.": "downs.1.", "down3_4.": "downs.2.",
-                   "up2_1.": "ups.0.", "up3_2.": "ups.1.", "up4_3.": "ups.2.",
-                   "reduce_chan_level2.": "reduces.1.", "reduce_chan_level3.": "reduces.2.",
-                   "fre1.": "frequency.2.", "fre2.": "frequency.1.", "fre3.": "frequency.0."}
-_HEAD_RE = re.compile("^(" + "|".join(sorted(map(re.escape, _OFFICIAL_HEADS), key=len, reverse=True)) + ")")
-_INNER = [(re.compile(r"\.(norm[12])\.body\."), r".\1."),
-          (re.compile(r"\.conv1\."), ".embed."), (re.compile(r"\.conv\."), ".unused_conv."),
+# Official names beyond Restormer's (net/model.py of c-yn/AdaIR): the AFLBs, and parts inside one.
+_OFFICIAL_NAMES = {"fre1.": "frequency.2.", "fre2.": "frequency.1.", "fre3.": "frequency.0."}
+_INNER = [(re.compile(r"\.conv1\."), ".embed."), (re.compile(r"\.conv\."), ".unused_conv."),
           (re.compile(r"\.score_gen\."), ".unused_score_conv."),
           (re.compile(r"\.channel_cross_l\."), ".cross_high."), (re.compile(r"\.channel_cross_h\."), ".cross_low."),
           (re.compile(r"\.channel_cross_agg\."), ".cross_agg."),
@@ -248,9 +185,8 @@ def adair_from_official(state: StateDict) -> StateDict:
     """The official ``AdaIR.state_dict()`` keys -> ours (tensors unchanged). Unknown keys are kept, so the
     loader's strict check names them."""
     mapped = {}
-    for key, tensor in state.items():
-        new = _HEAD_RE.sub(lambda m: _OFFICIAL_HEADS[m.group(1)], key, count=1)
+    for key, tensor in unet_from_official(state, _OFFICIAL_NAMES).items():
         for pattern, repl in _INNER:
-            new = pattern.sub(repl, new, count=1)
-        mapped[new] = tensor
+            key = pattern.sub(repl, key, count=1)
+        mapped[key] = tensor
     return mapped

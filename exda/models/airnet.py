@@ -32,7 +32,7 @@ from torch import nn
 
 from exda.layers.deform_conv import ModulatedDeformConv2d
 from exda.models.official import StateDict, official_config, official_mapping
-from exda.models.registry import register_model
+from exda.models.registry import image_channels, register_model
 
 SLOPE = 0.1  # every LeakyReLU in AirNet
 
@@ -213,9 +213,7 @@ class AirNet(nn.Module):
         auxiliary_loss_weight: float = 0.1,
     ) -> None:
         super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        self.in_channels = in_channels
+        self.in_channels = image_channels(in_channels)
         self.auxiliary_loss_weight = auxiliary_loss_weight
         widths = tuple(encoder_widths)
         self.encoder = ContrastiveEncoder(in_channels, widths, embed_dim, queue_size)

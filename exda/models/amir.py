@@ -18,49 +18,37 @@ Restormer's transposed attention unchanged, so they enter exactly as in ``exda_r
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
+from exda.layers import PatchEmbed, TransformerBlock
 from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
+from exda.layers.moe import normal_cdf, squared_cv
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_config, official_mapping
-from exda.models.registry import model_options, register_model
-from exda.models.restormer import LEVELS
+from exda.models.registry import image_channels, model_options, register_model
+from exda.models.unet import (
+    LEVELS,
+    decoder_stages,
+    decoder_width,
+    downsamples,
+    encoder_stages,
+    pad_to_multiple,
+    reductions,
+    stage,
+    unet_from_official,
+    unet_widths,
+    upsamples,
+)
 
 NOISE_EPS = 1e-2  # floor of the gating noise's standard deviation
-CV_EPS = 1e-10
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int) -> torch.Tensor:
-    """Pad bottom and right to a multiple of ``multiple`` and at least ``minimum``: reflect, or replicate
-    when a side is too short to reflect."""
-    h, w = x.shape[-2:]
-    pad_h = max(minimum, h + (-h) % multiple) - h
-    pad_w = max(minimum, w + (-w) % multiple) - w
-    if not pad_h and not pad_w:
-        return x
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
-def cv_squared(x: torch.Tensor) -> torch.Tensor:
-    """Squared coefficient of variation (sample variance / mean^2) of a 1-D tensor; 0 for one element."""
-    if x.shape[0] == 1:
-        return x.new_zeros(())
-    x = x.to(wide(x.dtype))
-    return x.var() / (x.mean() ** 2 + CV_EPS)
-
-
-def normal_cdf(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
 class ExpertMLP(nn.Module):
@@ -115,7 +103,7 @@ class PixelMixtureOfExperts(nn.Module):
                                normal_cdf((clean - threshold_out) / noise_std)).sum(0)
         else:
             load = (gates > 0).sum(0)
-        return out, cv_squared(gates.sum(0)) + cv_squared(load)
+        return out, squared_cv(gates.sum(0), "variance") + squared_cv(load, "variance")
 
     def _combine(self, pixels: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """log(sum_i g_i exp(expert_i(x))) over the experts with a non-zero gate, each run only on its
@@ -207,40 +195,25 @@ class AMIR(nn.Module):
         **token_args: Unpack[TokenKwargs],
     ) -> None:
         super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        self.in_channels = in_channels
+        self.in_channels = image_channels(in_channels)
         self.auxiliary_loss_weight = auxiliary_loss_weight
-        widths = [dim * 2**level for level in range(LEVELS)]
-        block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
-                        global_token=global_token,
-                        token=token_options(**token_args))
-
-        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
-            return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))
-
+        widths = unet_widths(dim)
+        block = partial(TransformerBlock, ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
+                        global_token=global_token, token=token_options(**token_args))
         self.instruction = RoutingInstruction(in_channels, atoms, atom_dim, instruction_hidden)
-        self.patch_embed = PatchEmbed(in_channels, dim, bias=False)
+        self.patch_embed = PatchEmbed(in_channels, dim)
         self.encoder_routes = nn.ModuleList(
-            SpatialRouting(atom_dim, widths[i], ffn_expansion, experts, top_k) for i in range(LEVELS - 1)
+            SpatialRouting(atom_dim, width, ffn_expansion, experts, top_k) for width in widths[:-1]
         )
-        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
-        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
+        self.encoders = encoder_stages(block, dim, heads, num_blocks)
+        self.downs = downsamples(dim)
         self.latent_route = ChannelRouting(atom_dim, widths[-1])
-        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
-        # Decoder steps, index j = level the step arrives at (0 = full resolution, kept at 2C).
-        self.ups = nn.ModuleList(Upsample(widths[j + 1]) for j in range(LEVELS - 1))
-        self.reduces = nn.ModuleList(
-            nn.Identity() if j == 0 else nn.Conv2d(2 * widths[j], widths[j], kernel_size=1, bias=bias)
-            for j in range(LEVELS - 1)
-        )
-        self.decoder_routes = nn.ModuleList(
-            ChannelRouting(atom_dim, 2 * dim if j == 0 else widths[j]) for j in range(LEVELS - 1)
-        )
-        self.decoders = nn.ModuleList(
-            stage(2 * dim if j == 0 else widths[j], heads[j], num_blocks[j]) for j in range(LEVELS - 1)
-        )
-        self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
+        self.latent = stage(block, widths[-1], heads[-1], num_blocks[-1])
+        self.ups = upsamples(dim)
+        self.reduces = reductions(dim, bias)
+        self.decoder_routes = nn.ModuleList(ChannelRouting(atom_dim, decoder_width(dim, j)) for j in range(LEVELS - 1))
+        self.decoders = decoder_stages(block, dim, heads, num_blocks)
+        self.refinement = stage(block, 2 * dim, heads[0], num_refinement_blocks)
         self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
 
     def forward(
@@ -248,7 +221,7 @@ class AMIR(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The restored image; with ``with_auxiliary_loss`` also the summed load-balancing loss."""
         h, w = x.shape[-2:]
-        padded = pad_to_multiple(x, 2 ** (LEVELS - 1), minimum=16)
+        padded = pad_to_multiple(x, minimum=16)
         instruction = self.instruction(padded)
         feats, skips, balance = self.patch_embed(padded), [], []
         for route, encoder, down in zip(self.encoder_routes, self.encoders, self.downs, strict=True):
@@ -297,22 +270,11 @@ def exda_amir_test(**kwargs) -> AMIR:
     return build("test", exda=True, **kwargs)
 
 
-_OFFICIAL_HEADS = {"dict_generator.CondNet.": "instruction.cond.", "dict_generator.lastOut.": "instruction.to_atoms.",
-                   "dict_generator.dictionary": "instruction.atoms",
-                   "spatial_routing_encoder_level1.": "encoder_routes.0.",
-                   "spatial_routing_encoder_level2.": "encoder_routes.1.",
-                   "spatial_routing_encoder_level3.": "encoder_routes.2.",
-                   "channel_routing_latent.": "latent_route.",
-                   "channel_routing_decoder_level1.": "decoder_routes.0.",
-                   "channel_routing_decoder_level2.": "decoder_routes.1.",
-                   "channel_routing_decoder_level3.": "decoder_routes.2.",
-                   "encoder_level1.": "encoders.0.", "encoder_level2.": "encoders.1.", "encoder_level3.": "encoders.2.",
-                   "decoder_level1.": "decoders.0.", "decoder_level2.": "decoders.1.", "decoder_level3.": "decoders.2.",
-                   "down1_2.": "downs.0.", "down2_3.": "downs.1.", "down3_4.": "downs.2.",
-                   "up2_1.": "ups.0.", "up3_2.": "ups.1.", "up4_3.": "ups.2.",
-                   "reduce_chan_level2.": "reduces.1.", "reduce_chan_level3.": "reduces.2."}
-_HEAD_RE = re.compile("^(" + "|".join(sorted(map(re.escape, _OFFICIAL_HEADS), key=len, reverse=True)) + ")")
-_NORM_RE = re.compile(r"\.(norm[12])\.body\.")
+# Official names beyond Restormer's (model/Model_AMIR.py): the routing instruction and the routings.
+_OFFICIAL_NAMES = {"dict_generator.CondNet.": "instruction.cond.", "dict_generator.lastOut.": "instruction.to_atoms.",
+                   "dict_generator.dictionary": "instruction.atoms", "channel_routing_latent.": "latent_route.",
+                   **{f"spatial_routing_encoder_level{k}.": f"encoder_routes.{k - 1}." for k in (1, 2, 3)},
+                   **{f"channel_routing_decoder_level{k}.": f"decoder_routes.{k - 1}." for k in (1, 2, 3)}}
 # The MoE's standard-normal constants (buffers ``mean`` = 0, ``std`` = 1) are not parameters here.
 _CONSTANT_RE = re.compile(r"\.moe\.(mean|std)$")
 
@@ -328,10 +290,4 @@ def amir_official_config(state: StateDict) -> dict:
 def amir_from_official(state: StateDict) -> StateDict:
     """The official ``AMIR.state_dict()`` keys -> ours (tensors unchanged; the MoE's constant ``mean`` /
     ``std`` buffers dropped). Unknown keys are kept, so the loader's strict check names them."""
-    mapped = {}
-    for key, tensor in state.items():
-        if _CONSTANT_RE.search(key):
-            continue
-        new = _HEAD_RE.sub(lambda m: _OFFICIAL_HEADS[m.group(1)], key, count=1)
-        mapped[_NORM_RE.sub(r".\1.", new)] = tensor
-    return mapped
+    return unet_from_official({k: v for k, v in state.items() if not _CONSTANT_RE.search(k)}, _OFFICIAL_NAMES)

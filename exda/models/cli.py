@@ -13,8 +13,8 @@ from exda import __version__
 from exda.atomic import atomic_write
 from exda.errors import UserError
 from exda.models.profile import profile_model
-from exda.models.promptir import PROMPTS
 from exda.models.registry import list_models
+from exda.models.restormer import PROMPTS
 
 
 def backbone_of(name: str) -> str | None:

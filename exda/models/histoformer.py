@@ -15,21 +15,21 @@ every binned row is compared with the token over exactly its own pixels.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, GlobalSpatialToken, LayerNorm2d, NonlinearValue, PatchEmbed, Upsample
+from exda.layers import GlobalSpatialToken, LayerNorm2d, NonlinearValue, TransformerBlock
 from exda.layers.attention import cosine_logits, inverse_norm, wide
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, TokenOptions, token_options
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_mapping
 from exda.models.registry import model_options, register_model
-from exda.models.restormer import LEVELS, RestormerUNet
+from exda.models.unet import LEVELS, UNet, unet_from_official, unet_widths
 
 
 def softmax_with_zero(logits: torch.Tensor) -> torch.Tensor:
@@ -153,30 +153,6 @@ class DualScaleGatedFFN(nn.Module):
         return self.project_out(F.pixel_unshuffle(F.mish(self.dwconv3_dilated(x2)) * self.dwconv5(x1), 2))
 
 
-class HistogramBlock(nn.Module):
-    """x + DHSA(LN(x)); then x + DGFF(LN(x)), with parameter-free (centred) layer norms."""
-
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        ffn_expansion: float = 2.667,
-        bias: bool = False,
-        value_transform: ValueTransformKind = "off",
-        global_token: GlobalTokenKind = "off",
-        token: TokenOptions | None = None,
-    ) -> None:
-        super().__init__()
-        self.norm1 = LayerNorm2d(dim, affine=False)
-        self.attn = HistogramAttention(dim, heads, bias, value_transform, global_token, token)
-        self.norm2 = LayerNorm2d(dim, affine=False)
-        self.ffn = DualScaleGatedFFN(dim, ffn_expansion, bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), x_in=x)
-        return x + self.ffn(self.norm2(x))
-
-
 class SkipEmbed(nn.Module):
     """Histoformer's image pyramid: 2x2 average pool, 1x1 conv, 3x3 depthwise conv (channels kept)."""
 
@@ -192,7 +168,7 @@ class SkipEmbed(nn.Module):
         return self.body(x)
 
 
-class Histoformer(nn.Module):
+class Histoformer(UNet):
     """The network. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W (reflect-padded to a
     multiple of 8 as the official test script does, then cropped back)."""
 
@@ -213,75 +189,25 @@ class Histoformer(nn.Module):
         global_token: GlobalTokenKind = "off",
         **token_args: Unpack[TokenKwargs],
     ) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        self.in_channels = in_channels
-        widths = [dim * 2**level for level in range(LEVELS)]
-        block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
-                        global_token=global_token,
-                        token=token_options(**token_args))
-
-        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
-            return nn.Sequential(*(HistogramBlock(width, n_heads, **block_kw) for _ in range(depth)))
-
-        self.patch_embed = PatchEmbed(in_channels, dim, bias=False)  # bias-free in the official code
-        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
-        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
+        super().__init__(in_channels)
+        # LN -> DHSA -> LN -> DGFF, with parameter-free (centred) layer norms.
+        block = partial(TransformerBlock, ffn_expansion=ffn_expansion, bias=bias, value_transform=value_transform,
+                        global_token=global_token, token=token_options(**token_args), attn_layer=HistogramAttention,
+                        ffn_layer=DualScaleGatedFFN, norm_layer=partial(LayerNorm2d, affine=False))
+        self.build_encoder(block, dim, heads, num_blocks)
         # The official code builds these for 3 channels only; here they follow in_channels.
         self.skip_embeds = nn.ModuleList(SkipEmbed(in_channels) for _ in range(LEVELS - 1))
         self.skip_reduces = nn.ModuleList(
-            nn.Conv2d(widths[i + 1] + in_channels, widths[i + 1], kernel_size=1, bias=bias) for i in range(LEVELS - 1)
+            nn.Conv2d(width + in_channels, width, kernel_size=1, bias=bias) for width in unet_widths(dim)[1:]
         )
-        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
-        # Decoder steps, index j = level the step arrives at (0 = full resolution, kept at 2C).
-        self.ups = nn.ModuleList(Upsample(widths[j + 1]) for j in range(LEVELS - 1))
-        self.reduces = nn.ModuleList(
-            nn.Identity() if j == 0 else nn.Conv2d(2 * widths[j], widths[j], kernel_size=1, bias=bias)
-            for j in range(LEVELS - 1)
-        )
-        self.decoders = nn.ModuleList(
-            stage(2 * dim if j == 0 else widths[j], heads[j], num_blocks[j]) for j in range(LEVELS - 1)
-        )
-        self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
-        self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
+        self.build_latent(block, dim, heads, num_blocks)
+        self.build_decoder(block, dim, heads, num_blocks, bias)
+        self.build_output(block, dim, heads, num_refinement_blocks, bias)
 
-    def _encode(self, padded: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        feats, image, skips = self.patch_embed(padded), padded, []
-        for encoder, down, skip_embed, skip_reduce in zip(
-            self.encoders, self.downs, self.skip_embeds, self.skip_reduces, strict=True
-        ):
-            feats = encoder(feats)
-            skips.append(feats)
-            image = skip_embed(image)
-            feats = skip_reduce(torch.cat([down(feats), image], dim=1))
-        return feats, skips
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = RestormerUNet._pad(x)  # reflect (replicate when too short) to a multiple of 8
-        feats, skips = self._encode(padded)
-        feats = self.latent(feats)
-        for j in reversed(range(LEVELS - 1)):
-            feats = self.decoders[j](self.reduces[j](torch.cat([self.ups[j](feats), skips[j]], dim=1)))
-        out = self.output(self.refinement(feats)) + padded
-        return out[..., :h, :w]
-
-    @torch.no_grad()
-    def degradation_descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """The global spatial token's view of the input, as ``RestormerUNet.degradation_descriptor``: the
-        latent blocks' GST cell weights, averaged over blocks: B x (8C * G * G).
-
-        Raises ValueError when the model has no global spatial token.
-        """
-        feats, _ = self._encode(RestormerUNet._pad(x))
-        weights = []
-        for block in self.latent:
-            if block.attn.token is None:
-                raise ValueError("this model has no global spatial token (global_token='off')")
-            weights.append(block.attn.token.cell_weights(block.attn.token.source(block.norm1(feats), feats)))
-            feats = block(feats)
-        return torch.stack(weights).mean(dim=0).flatten(1)
+    def downsample(self, j: int, feats: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image pyramid: the input, pooled to level j + 1, joins the down-sampled features there."""
+        image = self.skip_embeds[j](image)
+        return self.skip_reduces[j](torch.cat([self.downs[j](feats), image], dim=1)), image
 
 
 SIZES: dict[str, dict] = {
@@ -313,19 +239,12 @@ def exda_histoformer_test(**kwargs) -> Histoformer:
     return build("test", exda=True, **kwargs)
 
 
-# Official module paths -> ours (regex over the key's head; the rest of the key is kept).
-_OFFICIAL_LEVELS = {"encoder_level1": "encoders.0", "encoder_level2": "encoders.1", "encoder_level3": "encoders.2",
-                    "decoder_level1": "decoders.0", "decoder_level2": "decoders.1", "decoder_level3": "decoders.2",
-                    "down1_2": "downs.0", "down2_3": "downs.1", "down3_4": "downs.2",
-                    "up2_1": "ups.0", "up3_2": "ups.1", "up4_3": "ups.2",
-                    "reduce_chan_level2": "reduces.1", "reduce_chan_level3": "reduces.2",
-                    "reduce_chan_level_1": "skip_reduces.0", "reduce_chan_level_2": "skip_reduces.1",
-                    "reduce_chan_level_3": "skip_reduces.2",
-                    "skip_patch_embed1.proj": "skip_embeds.0.body", "skip_patch_embed2.proj": "skip_embeds.1.body",
-                    "skip_patch_embed3.proj": "skip_embeds.2.body"}
+# Official names beyond Restormer's (basicsr/models/archs/histoformer_arch.py): the image pyramid, and
+# parts inside a block.
+_OFFICIAL_NAMES = {**{f"reduce_chan_level_{k}.": f"skip_reduces.{k - 1}." for k in (1, 2, 3)},
+                   **{f"skip_patch_embed{k}.proj.": f"skip_embeds.{k - 1}.body." for k in (1, 2, 3)}}
 _OFFICIAL_BLOCK_PARTS = {"attn_g.": "attn.", "ffn.dwconv_5.": "ffn.dwconv5.",
                          "ffn.dwconv_dilated2_1.": "ffn.dwconv3_dilated."}
-_LEVEL_RE = re.compile(r"^(" + "|".join(sorted(map(re.escape, _OFFICIAL_LEVELS), key=len, reverse=True)) + r")\.")
 
 
 @official_mapping("histoformer")
@@ -335,9 +254,8 @@ def histoformer_from_official(state: StateDict) -> StateDict:
     Keys this mapping does not know are kept as they are, so the loader's strict check names them.
     """
     mapped = {}
-    for key, tensor in state.items():
-        new = _LEVEL_RE.sub(lambda m: _OFFICIAL_LEVELS[m.group(1)] + ".", key, count=1)
+    for key, tensor in unet_from_official(state, _OFFICIAL_NAMES).items():
         for old, ours in _OFFICIAL_BLOCK_PARTS.items():
-            new = new.replace("." + old, "." + ours)
-        mapped[new] = tensor
+            key = key.replace("." + old, "." + ours)
+        mapped[key] = tensor
     return mapped

@@ -32,29 +32,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, LayerNorm2d, PatchEmbed, TransformerBlock, TransposedAttention, Upsample
+from exda.layers import (
+    LayerNorm2d,
+    PatchEmbed,
+    TransformerBlock,
+    TransposedAttention,
+    TransposedCrossAttention,
+    Upsample,
+)
 from exda.layers.attention import wide
 from exda.layers.ffn import GatedDconvFFN
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, TokenOptions, token_options
+from exda.layers.moe import normal_cdf, squared_cv
 from exda.layers.value_transform import ValueTransformKind
-from exda.models.adair import TransposedCrossAttention
-from exda.models.amir import normal_cdf, pad_to_multiple
 from exda.models.official import StateDict, official_mapping
-from exda.models.registry import model_options, register_model
-from exda.models.restormer import LEVELS
-
-CV_EPS = 1e-8
-
-
-def squared_cv(x: torch.Tensor) -> torch.Tensor:
-    """(sample std / (mean + 1e-8))^2 of a 1-D tensor, as the official balance losses compute it."""
-    return (x.std() / (x.mean() + CV_EPS)) ** 2
+from exda.models.registry import image_channels, model_options, register_model
+from exda.models.unet import LEVELS, downsamples, encoder_stages, pad_to_multiple, stage, unet_widths
 
 
 class PatchFFTAttention(nn.Module):
@@ -140,7 +140,7 @@ class ComplexityRouter(nn.Module):
             importance = importance * self.complexity
         threshold = noisy.gather(1, top_index[:, -1:])  # the k-th largest noisy logit of each image
         load = (1 - normal_cdf((threshold - logits) / self.noise_std)).mean(0)
-        return gates, 0.5 * squared_cv(importance) + 0.5 * squared_cv(load)
+        return gates, 0.5 * squared_cv(importance, "std") + 0.5 * squared_cv(load, "std")
 
 
 class ExpertAdapter(nn.Module):
@@ -244,24 +244,19 @@ class MoCEIR(nn.Module):
         **token_args: Unpack[TokenKwargs],
     ) -> None:
         super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         if dim % 2 ** (experts - 1):
             raise ValueError(f"dim {dim} must be divisible by 2^(experts-1) = {2 ** (experts - 1)}")
-        self.in_channels = in_channels
+        self.in_channels = image_channels(in_channels)
         self.auxiliary_loss_weight = auxiliary_loss_weight
-        widths = [dim * 2**level for level in range(LEVELS)]
+        widths = unet_widths(dim)
         exda_kw = dict(value_transform=value_transform, global_token=global_token,
                        token=token_options(**token_args))
+        block = partial(TransformerBlock, ffn_expansion=ffn_expansion, bias=True, **exda_kw)  # biases, encoder-side
 
-        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:  # encoder-side blocks carry biases
-            return nn.Sequential(*(TransformerBlock(width, n_heads, ffn_expansion, bias=True, **exda_kw)
-                                   for _ in range(depth)))
-
-        self.patch_embed = PatchEmbed(in_channels, dim, bias=False)
-        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
-        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
-        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
+        self.patch_embed = PatchEmbed(in_channels, dim)
+        self.encoders = encoder_stages(block, dim, heads, num_blocks)
+        self.downs = downsamples(dim)
+        self.latent = stage(block, widths[-1], heads[-1], num_blocks[-1])
         self.freq_embed = FrequencyEmbedding(widths[-1])
         # Decoder steps in the official order, index 0 = the deepest (arriving at level 3).
         arrive = list(reversed(range(LEVELS - 1)))
@@ -273,7 +268,7 @@ class MoCEIR(nn.Module):
                           for _ in range(num_dec_blocks[j]))
             for j in arrive
         )
-        self.refinement = stage(dim, heads[0], num_refinement_blocks)
+        self.refinement = stage(block, dim, heads[0], num_refinement_blocks)
         self.output = nn.Conv2d(dim, in_channels, kernel_size=3, padding=1, bias=bias)
 
     def forward(
@@ -281,7 +276,7 @@ class MoCEIR(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The restored image; with ``with_auxiliary_loss`` also the experts' mean balance loss (0 in eval)."""
         h, w = x.shape[-2:]
-        padded = pad_to_multiple(x, 2 ** (LEVELS - 1), minimum=0)
+        padded = pad_to_multiple(x)
         feats, skips = self.patch_embed(padded), []
         for encoder, down in zip(self.encoders, self.downs, strict=True):
             feats = encoder(feats)

@@ -24,6 +24,13 @@ def model_options(size: dict, exda: bool, overrides: dict) -> dict:
     return config
 
 
+def image_channels(in_channels: int) -> int:
+    """``in_channels``, checked: every model takes 1 (grayscale) or 3 (RGB) image channels."""
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+    return in_channels
+
+
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Register a factory under its function name; a duplicate name is a programming error."""
     name = fn.__name__
@@ -40,7 +47,6 @@ def _ensure_families_loaded() -> None:
     import exda.models.amir  # noqa: F401
     import exda.models.histoformer  # noqa: F401
     import exda.models.moce_ir  # noqa: F401
-    import exda.models.promptir  # noqa: F401
     import exda.models.restormer  # noqa: F401
 
 

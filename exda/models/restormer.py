@@ -1,11 +1,16 @@
-"""Restormer-style 4-level U-Net, optionally with PromptIR's prompt stages and ExDA's primitives.
+"""Restormer (Zamir et al., CVPR 2022) and PromptIR (Potlapalli et al., NeurIPS 2023), which adds a prompt
+stage before each decoder step, on the shared U-Net; and their ExDA versions.
 
-    image -> PatchEmbed -> [Encoder_l -> Down] x3 -> Latent -> [Prompt_l -> Up -> concat skip ->
-    reduce -> Decoder_l] x3 -> Refinement -> 3x3 conv -> + image
+    image -> PatchEmbed -> [Encoder_l -> Down] x3 -> Latent -> [Prompt_l -> Up -> concat skip -> reduce ->
+    Decoder_l] x3 -> Refinement -> 3x3 conv -> + image
 
-With ``value_transform`` and ``global_token`` off this is Restormer (26,126,644 parameters at the
-default size); with prompt stages it is PromptIR (see exda/models/promptir.py). Every transformer
-block becomes an ExDA block when the primitives are on.
+With ``value_transform`` and ``global_token`` off and no prompt stages this is Restormer (26,126,644
+parameters at the default size). Every transformer block becomes an ExDA block when the primitives are on.
+
+``promptir`` reproduces PromptIR's published parameter count, 35,592,263, which includes 215,296
+parameters of six convolutions the original never calls; they are kept (``unused_published_convs``)
+only for that count and receive no gradient. The smaller sizes and the ExDA versions leave them out,
+so ExDA overheads are measured against ``promptir(prompts=PROMPTS["base"])``, the live network.
 """
 
 from __future__ import annotations
@@ -19,13 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exda.layers import Downsample, PatchEmbed, TransformerBlock, Upsample
+from exda.layers import TransformerBlock
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
 from exda.layers.value_transform import ValueTransformKind
-from exda.models.official import official_config, official_mapping, rename_prefixes
+from exda.models.official import official_config, official_mapping
 from exda.models.registry import model_options, register_model
-
-LEVELS = 4  # resolution levels; inputs are padded to a multiple of 2 ** (LEVELS - 1)
+from exda.models.unet import LEVELS, BlockFactory, UNet, unet_from_official, unet_widths
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,13 @@ class PromptGenBlock(nn.Module):
 class PromptStage(nn.Module):
     """Concatenate a generated prompt to the features, mix them with one transformer block, reduce."""
 
-    def __init__(self, in_dim: int, out_dim: int, prompt_dim: int, prompt_size: int, prompt_len: int, block):
+    def __init__(
+        self, in_dim: int, out_dim: int, prompt_dim: int, prompt_size: int, prompt_len: int, block: BlockFactory,
+        heads: int,
+    ) -> None:
         super().__init__()
         self.generate = PromptGenBlock(in_dim, prompt_dim, prompt_size, prompt_len)
-        self.mix = block(in_dim + prompt_dim)
+        self.mix = block(in_dim + prompt_dim, heads)
         self.reduce = nn.Conv2d(in_dim + prompt_dim, out_dim, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,8 +84,8 @@ def _unused_promptir_convs(widths: Sequence[int], dims: Sequence[int]) -> nn.Mod
     return nn.ModuleList(convs)
 
 
-class RestormerUNet(nn.Module):
-    """The shared backbone. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W."""
+class RestormerUNet(UNet):
+    """The network. ``forward`` takes and returns B x C x H x W in [0, 1], any H x W."""
 
     def __init__(
         self,
@@ -95,105 +102,31 @@ class RestormerUNet(nn.Module):
         prompts: PromptSpec | None = None,
         **token_args: Unpack[TokenKwargs],
     ) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        self.in_channels = in_channels
-        widths = [dim * 2**level for level in range(LEVELS)]
-        block_kw = dict(ffn_expansion=ffn_expansion, bias=bias, norm_bias=norm_bias,
-                        value_transform=value_transform, global_token=global_token,
-                        token=token_options(**token_args))
-
-        def stage(width: int, n_heads: int, depth: int) -> nn.Sequential:
-            return nn.Sequential(*(TransformerBlock(width, n_heads, **block_kw) for _ in range(depth)))
-
-        self.patch_embed = PatchEmbed(in_channels, dim)  # bias-free whatever ``bias`` says, as in the official code
-        self.encoders = nn.ModuleList(stage(widths[i], heads[i], num_blocks[i]) for i in range(LEVELS - 1))
-        self.downs = nn.ModuleList(Downsample(widths[i]) for i in range(LEVELS - 1))
-        self.latent = stage(widths[-1], heads[-1], num_blocks[-1])
-
-        # Decoder steps, index j = level the step arrives at (0 = full resolution).
+        super().__init__(in_channels)
+        block = partial(TransformerBlock, ffn_expansion=ffn_expansion, bias=bias, norm_bias=norm_bias,
+                        value_transform=value_transform, global_token=global_token, token=token_options(**token_args))
+        self.build_encoder(block, dim, heads, num_blocks)
+        self.build_latent(block, dim, heads, num_blocks)
         self.prompts = nn.ModuleList()
-        self.ups = nn.ModuleList()
-        self.reduces = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        for j in range(LEVELS - 1):
-            incoming = widths[j + 1]
+
+        def prompt_stage(j: int, width: int) -> int:
+            """PromptIR's prompt stage before step j's up-sampling (none in Restormer); its output width."""
             if prompts is None:
                 self.prompts.append(nn.Identity())
-            else:
-                # PromptIR reduces the deepest prompt stage to 4C rather than keeping 8C.
-                out = widths[j + 1] if j < LEVELS - 2 else widths[j]
-                mix = partial(TransformerBlock, heads=heads[2], **block_kw)
-                self.prompts.append(
-                    PromptStage(incoming, out, prompts.dims[j], prompts.sizes[j], prompts.length, mix)
-                )
-                incoming = out
-            self.ups.append(Upsample(incoming))
-            merged = incoming // 2 + widths[j]
-            # Level 1 keeps the concatenated 2C width; deeper levels reduce back with a 1x1 conv.
-            decoder_width = merged if j == 0 else widths[j]
-            self.reduces.append(
-                nn.Identity() if j == 0 else nn.Conv2d(merged, decoder_width, kernel_size=1, bias=bias)
+                return width
+            out = width if j < LEVELS - 2 else width // 2  # PromptIR's deepest stage reduces 8C to 4C
+            self.prompts.append(
+                PromptStage(width, out, prompts.dims[j], prompts.sizes[j], prompts.length, block, heads[2])
             )
-            self.decoders.append(stage(decoder_width, heads[j], num_blocks[j]))
+            return out
+
+        self.build_decoder(block, dim, heads, num_blocks, bias, order="by_level", before_up=prompt_stage)
         if prompts is not None and prompts.unused_published_convs:
-            self.unused_published_convs = _unused_promptir_convs(widths, prompts.dims)
-        self.refinement = stage(2 * dim, heads[0], num_refinement_blocks)
-        self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
+            self.unused_published_convs = _unused_promptir_convs(unet_widths(dim), prompts.dims)
+        self.build_output(block, dim, heads, num_refinement_blocks, bias)
 
-    @staticmethod
-    def _pad(x: torch.Tensor) -> torch.Tensor:
-        """Pad bottom and right to a multiple of 2 ** (LEVELS - 1): reflect, or replicate when a side is
-        too short to reflect. Written as one gather per axis, with no branch on the size, so that an
-        exported graph (ONNX) pads every input size as PyTorch does; the same values as ``F.pad``."""
-        multiple = 2 ** (LEVELS - 1)
-        index = []
-        for n in x.shape[-2:]:
-            pos = torch.arange(n + (-n) % multiple, device=x.device)
-            index.append((torch.where(pos < n, pos, 2 * (n - 1) - pos), pos.clamp(max=n - 1)))
-        (reflect_h, replicate_h), (reflect_w, replicate_w) = index
-        can_reflect = (reflect_h.min() >= 0) & (reflect_w.min() >= 0)
-        rows = torch.where(can_reflect, reflect_h, replicate_h)
-        cols = torch.where(can_reflect, reflect_w, replicate_w)
-        return x.index_select(-2, rows).index_select(-1, cols)
-
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        feats = self.patch_embed(x)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs, strict=True):
-            feats = encoder(feats)
-            skips.append(feats)
-            feats = down(feats)
-        return feats, skips
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = self._pad(x)
-        feats, skips = self._encode(padded)
-        feats = self.latent(feats)
-        for j in reversed(range(LEVELS - 1)):
-            feats = self.ups[j](self.prompts[j](feats))
-            feats = self.decoders[j](self.reduces[j](torch.cat([feats, skips[j]], dim=1)))
-        out = self.output(self.refinement(feats)) + padded
-        return out[..., :h, :w]
-
-    @torch.no_grad()
-    def degradation_descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """The global spatial token's view of the input: the latent blocks' GST cell weights
-        (softmax over the G x G pooled cells, per channel), averaged over blocks: B x (8C * G * G).
-
-        Raises ValueError when the model has no global token.
-        """
-        feats, _ = self._encode(self._pad(x))
-        weights = []
-        for block in self.latent:
-            cell_weights = block.token_cell_weights(feats)
-            if cell_weights is None:
-                raise ValueError("this model has no global spatial token (global_token='off')")
-            weights.append(cell_weights)
-            feats = block(feats)
-        return torch.stack(weights).mean(dim=0).flatten(1)
+    def before_up(self, j: int, feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.prompts[j](feats)
 
 
 SIZES: dict[str, dict] = {
@@ -202,6 +135,16 @@ SIZES: dict[str, dict] = {
     "tiny": dict(dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8)),
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2)),
 }
+# Prompt widths per size; each (decoder width + prompt width) must divide by the mixing block's heads.
+PROMPTS: dict[str, PromptSpec] = {
+    "base": PromptSpec(),
+    "small": PromptSpec(dims=(40, 88, 216)),
+    "tiny": PromptSpec(dims=(24, 40, 104)),
+    "test": PromptSpec(dims=(8, 16, 40), sizes=(16, 8, 4)),
+}
+
+
+
 def build(size: str, exda: bool, **kwargs) -> RestormerUNet:
     """A backbone of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
     return RestormerUNet(**model_options(SIZES[size], exda, kwargs))
@@ -247,24 +190,51 @@ def exda_restormer_test(**kwargs) -> RestormerUNet:
     return build("test", exda=True, **kwargs)
 
 
-# Official code (swz30/Restormer, basicsr/models/archs/restormer_arch.py) -> these modules.
-_RESTORMER_NAMES = {
-    "encoder_level1.": "encoders.0.", "encoder_level2.": "encoders.1.", "encoder_level3.": "encoders.2.",
-    "down1_2.": "downs.0.", "down2_3.": "downs.1.", "down3_4.": "downs.2.",
-    "up2_1.": "ups.0.", "up3_2.": "ups.1.", "up4_3.": "ups.2.",
-    "reduce_chan_level2.": "reduces.1.", "reduce_chan_level3.": "reduces.2.",
-    "decoder_level1.": "decoders.0.", "decoder_level2.": "decoders.1.", "decoder_level3.": "decoders.2.",
-}
+@register_model
+def promptir(**kwargs) -> RestormerUNet:
+    kwargs.setdefault("prompts", PromptSpec(unused_published_convs=True))
+    return build("base", exda=False, **kwargs)
 
 
-def official_block_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Inside a transformer block the official LayerNorm wraps its parameters in ``body``."""
-    return {k.replace(".norm1.body.", ".norm1.").replace(".norm2.body.", ".norm2."): v for k, v in state.items()}
+@register_model
+def promptir_small(**kwargs) -> RestormerUNet:
+    return build("small", exda=False, prompts=PROMPTS["small"], **kwargs)
+
+
+@register_model
+def promptir_tiny(**kwargs) -> RestormerUNet:
+    return build("tiny", exda=False, prompts=PROMPTS["tiny"], **kwargs)
+
+
+@register_model
+def promptir_test(**kwargs) -> RestormerUNet:
+    return build("test", exda=False, prompts=PROMPTS["test"], **kwargs)
+
+
+@register_model
+def exda_promptir(**kwargs) -> RestormerUNet:
+    return build("base", exda=True, prompts=PROMPTS["base"], **kwargs)
+
+
+@register_model
+def exda_promptir_small(**kwargs) -> RestormerUNet:
+    return build("small", exda=True, prompts=PROMPTS["small"], **kwargs)
+
+
+@register_model
+def exda_promptir_tiny(**kwargs) -> RestormerUNet:
+    return build("tiny", exda=True, prompts=PROMPTS["tiny"], **kwargs)
+
+
+@register_model
+def exda_promptir_test(**kwargs) -> RestormerUNet:
+    return build("test", exda=True, prompts=PROMPTS["test"], **kwargs)
 
 
 @official_mapping("restormer", "restormer_small", "restormer_tiny", "restormer_test")
 def restormer_from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return official_block_names(rename_prefixes(state, _RESTORMER_NAMES))
+    """swz30/Restormer's ``Restormer.state_dict()`` keys (basicsr/models/archs/restormer_arch.py) -> ours."""
+    return unet_from_official(state)
 
 
 @official_config("restormer", "restormer_small", "restormer_tiny", "restormer_test")
@@ -278,3 +248,26 @@ def restormer_official_config(state: dict[str, torch.Tensor]) -> dict:
     if norms and not any(k.endswith(".bias") for k in norms):
         config["norm_bias"] = False
     return config
+
+
+# Official code (va1shn9v/PromptIR, net/model.py) -> these modules, beyond Restormer's names: prompt stage k
+# (1 = shallowest) and the six never-called convolutions.
+_PROMPTIR_NAMES = {
+    **{f"prompt{k}.linear_layer.": f"prompts.{k - 1}.generate.select." for k in (1, 2, 3)},
+    **{f"prompt{k}.conv3x3.": f"prompts.{k - 1}.generate.conv." for k in (1, 2, 3)},
+    **{f"noise_level{k}.": f"prompts.{k - 1}.mix." for k in (1, 2, 3)},
+    **{f"reduce_noise_level{k}.": f"prompts.{k - 1}.reduce." for k in (1, 2, 3)},
+    **{f"chnl_reduce{k}.": f"unused_published_convs.{k - 1}." for k in (1, 2, 3)},
+    **{f"reduce_noise_channel_{k}.": f"unused_published_convs.{k + 2}." for k in (1, 2, 3)},
+}
+
+
+@official_mapping("promptir")
+def promptir_from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """va1shn9v/PromptIR's ``PromptIR(decoder=True).state_dict()`` keys -> ours."""
+    out = unet_from_official(state, _PROMPTIR_NAMES)
+    for k in (1, 2, 3):  # the official prompt maps carry a leading batch axis of 1
+        prompts = out.pop(f"prompt{k}.prompt_param", None)
+        if prompts is not None:
+            out[f"prompts.{k - 1}.generate.prompts"] = prompts.squeeze(0) if prompts.dim() == 5 else prompts
+    return out
