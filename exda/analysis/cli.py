@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    models = [load_model(path) for path in (args.checkpoints or [None])]  # a bad checkpoint fails first
     probe = probe_set(tuple(args.degradations) or DEFAULT_DEGRADATIONS, args.crop, args.per_photo, args.seed)
-    models = [load_model(path) for path in (args.checkpoints or [None])]
     labels = [label for _, label in models]
     models = [(label if labels.count(label) == 1 else f"{label} #{i + 1}", model)
               for i, (model, label) in enumerate(models)]
