@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from exda.engine.config import load_config
+from exda.engine.distributed import context_from_env
+from exda.engine.run_lock import run_lock
 from exda.engine.trainer import train
 from exda.errors import UserError
 
@@ -51,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
     target = out / "config.yaml"
     if not args.resume and target.exists() and target.resolve() == config_path.resolve():
         raise UserError(f"--config {config_path} lies in --out and would be overwritten; copy it elsewhere")
-    train(config, out, resume=args.resume)
+    with run_lock(out, enabled=context_from_env().is_main):  # a second exda train on this --out refuses
+        train(config, out, resume=args.resume)
     return 0
