@@ -1,6 +1,6 @@
 """``exda train``: train a model from a YAML preset, on one process or under ``torchrun``.
 
-    exda train --config configs/tiny_deg3.yaml --set train.iters=200 --out runs/try
+    exda train --config configs/tiny_deg3.yaml --set train.iters=200 optim.lr=1e-4 --out runs/try
     exda train --config tiny_deg3 --out runs/try --resume --set train.iters=400
     torchrun --nproc_per_node=4 -m exda train --config configs/deg3.yaml
 """
@@ -24,8 +24,9 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True,
                         help="a YAML config, or a preset name in the repository's configs/ (tiny_deg3)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value (YAML syntax), e.g. --set optim.lr=1e-4; repeatable")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values (YAML syntax), e.g. --set optim.lr=1e-4 train.iters=200; "
+                             "repeatable")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default runs/<preset>-<timestamp>)")
     parser.add_argument("--resume", action="store_true",
