@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -220,8 +221,7 @@ def _fit_channels(pixels: np.ndarray, in_channels: int, src: Path) -> tuple[np.n
     """Fit an image to the model's channels; returns the pixels and whether to save gray back."""
     channels = pixels.shape[2]
     if channels == 3 and in_channels == 1:
-        print(f"exda restore: {src.name} is RGB but the model takes 1 channel; restoring its luma",
-              file=sys.stderr)
+        say(f"{src.name} is RGB but the model takes 1 channel; restoring its luma")
     return match_channels(pixels, in_channels), channels == 1 and in_channels == 3
 
 
@@ -235,6 +235,30 @@ def memory_budget(text: str | None) -> int:
         raise UserError(f"--max-memory must be a size like 2G, 512M or 3.5GiB, got {text!r}") from None
 
 
+def say(message: str) -> None:
+    """One line on stderr that never lands on a progress bar's line (tqdm clears and redraws the bars)."""
+    tqdm.write(f"exda restore: {message}", file=sys.stderr)
+
+
+def restore_image(
+    model: nn.Module, x: torch.Tensor, *, tile: int | None, overlap: int, budget: int, width: int = 64,
+    progress: bool = False, name: str = "the image", notify: Callable[[str], None] | None = None,
+) -> tuple[torch.Tensor, int | None]:
+    """Restore one 1 x C x H x W image in [0, 1], tiled when ``tile`` is set or when a whole pass would
+    exceed ``budget`` bytes (``notify`` gets one line saying so); returns the output clamped to [0, 1] (the
+    networks' own output overshoots slightly) and the tile size used (None: whole image). The memory rule
+    of ``exda restore``, ``exda serve`` and :func:`exda.restore`; ``width`` is the network's
+    full-resolution feature width."""
+    h, w = x.shape[-2:]
+    if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
+        overlap = min(overlap, tile // 2)  # a --tile-overlap meant for larger tiles must not break these
+        if notify is not None:
+            need = format_size(estimate_peak_bytes(width, h, w))
+            notify(f"{name} ({w}x{h}) would need about {need} in one pass, more than --max-memory "
+                   f"{format_size(budget)}; restoring in {tile} px tiles")
+    return restore(model, x, tile=tile, overlap=overlap, progress=progress).clamp(0, 1), tile
+
+
 def restore_file(
     model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, budget: int,
     in_channels: int = 3, width: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 95,
@@ -245,20 +269,15 @@ def restore_file(
     whole image)."""
     image = load_image(src, max_pixels=max_pixels)
     if image.nonfinite:
-        print(f"exda restore: {src.name} holds {image.nonfinite} NaN/Inf values; restored with them replaced "
-              "by the finite minimum (NaN, -Inf) or maximum (+Inf)", file=sys.stderr)
+        say(f"{src.name} holds {image.nonfinite} NaN/Inf values; restored with them replaced by the finite "
+            "minimum (NaN, -Inf) or maximum (+Inf)")
     if image.alpha is not None and image_suffix(dst) in (".jpg", ".jpeg"):
-        print(f"exda restore: {src.name} has an alpha channel, which JPEG cannot store; {dst.name} drops it",
-              file=sys.stderr)
+        say(f"{src.name} has an alpha channel, which JPEG cannot store; {dst.name} drops it")
     pixels, to_gray = _fit_channels(image.pixels, in_channels, src)
     x = to_tensor(pixels).unsqueeze(0)
-    h, w = x.shape[-2:]
-    if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
-        overlap = min(overlap, tile // 2)  # a --tile-overlap meant for larger tiles must not break these
-        need = format_size(estimate_peak_bytes(width, h, w))
-        print(f"exda restore: {src.name} ({w}x{h}) would need about {need} in one pass, more than "
-              f"--max-memory {format_size(budget)}; restoring in {tile} px tiles", file=sys.stderr)
-    restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, progress=True)[0].clamp(0, 1))
+    out, tile = restore_image(model, x, tile=tile, overlap=overlap, budget=budget, width=width, progress=True,
+                              name=src.name, notify=say)
+    restored = to_numpy(out[0])
     if to_gray:
         restored = match_channels(restored, 1)
     try:
@@ -320,8 +339,8 @@ class _Models:
                 params = sum(p.numel() for p in net.parameters())
                 files = self.count[key]
                 used_for = f" for {files} file{'s' if files != 1 else ''}" if sum(self.count.values()) > 1 else ""
-                print(f"exda restore: default {key} model ({info['model_name']}, {params / 1e6:.2f}M parameters, "
-                      f"step {info['step']}; docs/model_card.md){used_for}", file=sys.stderr)
+                say(f"default {key} model ({info['model_name']}, {params / 1e6:.2f}M parameters, step "
+                    f"{info['step']}; docs/model_card.md){used_for}")
             precision = "bf16" if self.args.bf16 else self.args.precision
             self.loaded[key] = (inference_model(net, self.args.backend, precision), net)
         return self.loaded[key]
