@@ -374,7 +374,7 @@ def test_max_memory_tiles_automatically(checkpoint: Path, tmp_path: Path, capsys
     assert out.shape == (133, 150, 3)
     assert np.abs(out - expected.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-5  # 8-bit rounding only
     # an overlap meant for larger tiles is narrowed to fit the automatic ones (it used to raise ValueError)
-    assert _restore([*argv, "--tile-overlap", "80"]) == 0
+    assert _restore([*argv, "--tile-overlap", "80", "--overwrite"]) == 0
 
 
 def test_max_memory_does_not_claim_tiles_for_images_smaller_than_a_tile(checkpoint: Path, tmp_path: Path,

@@ -8,9 +8,10 @@ in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy``
 ``-o`` names a ``.jpg`` / ``.webp`` file (``--quality``). The model runs on the fast inference path
 (exda/engine/fast.py).
 
-Reliability: every output path is checked (supported type, writable folder, never an input) before any
-model runs; each output is written atomically. A folder run restores every file it can, prints one line
-per file that fails and a summary, and exits 1 when any failed (2 for a usage error, as everywhere).
+Reliability: every output path is checked (supported type, writable folder, never an input, not an
+existing file unless ``--overwrite``) before any model runs; each output is written atomically. A folder
+run restores every file it can, prints one line per file that fails and a summary, and exits 1 when any
+failed (2 for a usage error, as everywhere).
 Images above ``--max-pixels`` are refused from their header (a decompression-bomb guard).
 """
 
@@ -80,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-memory", default=None, metavar="SIZE",
                         help="tile automatically when a whole-image pass would need more than SIZE "
                              "(e.g. 2G; default: a quarter of the available memory, at most 2 GiB)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs that exist already (default: refuse, before any image is restored)")
     parser.add_argument("--quality", type=int, default=95, metavar="Q",
                         help="JPEG / WebP output quality, 1-100 (default 95)")
     parser.add_argument("--max-pixels", default=None, metavar="N",
@@ -165,10 +168,18 @@ def _check_folder_writable(folder: Path) -> None:
         raise UserError(f"cannot write outputs to {folder}: {err.strerror or err}") from None
 
 
-def check_outputs(pairs: list[tuple[Path, Path]], quality: int) -> None:
-    """Every destination: a type we can write, not a folder, in a writable folder; before any model runs."""
+def check_outputs(pairs: list[tuple[Path, Path]], quality: int, overwrite: bool = False) -> None:
+    """Every destination: a type we can write, not a folder, in a writable folder, and not an existing file
+    unless ``overwrite``; checked before any model runs."""
     if not 1 <= quality <= 100:
         raise UserError(f"--quality must be 1-100, got {quality}")
+    existing = [dst for _, dst in pairs if dst.is_file()]
+    if existing and not overwrite:
+        if len(existing) == 1:
+            raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
+        names = ", ".join(dst.name for dst in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise UserError(f"{len(existing)} outputs exist already ({names} in {existing[0].parent}); pass --overwrite "
+                        "to replace them")
     for _, dst in pairs:
         if image_suffix(dst) not in SAVE_SUFFIXES:
             raise UserError(f"cannot write '{image_suffix(dst) or dst.name}' files (use one of "
@@ -351,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
     check_tiling(args.tile, args.tile_overlap)
     max_pixels = parse_max_pixels(args.max_pixels)
     pairs = plan_outputs(args.input, args.output)
-    check_outputs(pairs, args.quality)
+    check_outputs(pairs, args.quality, args.overwrite)
     budget = memory_budget(args.max_memory)
     device = inference_device(args.device)
     kinds = [default_kind(image_suffix(src)) if args.model == "auto" else args.model for src, _ in pairs]
