@@ -54,6 +54,7 @@ import exda  # noqa: E402
 from exda.cli import main  # noqa: E402
 from exda.data.io import load_image, save_image  # noqa: E402
 from exda.engine.checkpoint import latest_valid_checkpoint, load_training_state, save_checkpoint  # noqa: E402
+from exda.engine.run_lock import LOCK_NAME  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RNG = np.random.default_rng(0)
@@ -436,6 +437,7 @@ def _bad_checkpoints(folder: Path) -> dict[str, Path]:
         "damaged legacy pickle": write("legacy.pth", b"\x80\x02" + RNG.bytes(60)),
         "zip archive without a checkpoint": zipped("archive.pth"),
         "pickle holding code": saved("code.pth", {"params": _RunsCode()}),
+        "pickle holding code, named .safetensors": saved("code.safetensors", {"params": _RunsCode()}),
         "pickle holding a class (whole nn.Module)": saved("module.pth", torch.nn.Conv2d(3, 3, 3)),
         "weights of an architecture exda lacks": saved("resnet.pth", {"conv1.weight": torch.zeros(8, 3, 3, 3),
                                                                       "fc.weight": torch.zeros(10, 8)}),
@@ -522,7 +524,8 @@ def run_checkpoint_cases(work: Path) -> dict:
                 stderr = err.getvalue()
             lines = [line for line in stderr.splitlines() if line.strip()]
             names_it = bool(lines) and (bad.name in lines[0] or command == "train --resume")
-            written = [p for p in case.rglob("*") if p.is_file() and "checkpoints" not in p.parts]
+            written = [p for p in case.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(case).parts
+                       and p.name != LOCK_NAME]  # train's run lock is the run folder's own
             ok = raised is None and rc == 2 and len(lines) == 1 and ": error: " in lines[0] and names_it \
                 and not written
             outcomes[command] = {"exit": rc, "ok": ok, "traceback": raised is not None or "Traceback" in stderr,

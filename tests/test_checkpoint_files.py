@@ -24,6 +24,7 @@ import exda
 from exda.cli import main
 from exda.engine.checkpoint import FORMAT, file_digest, load_for_inference, save_checkpoint
 from exda.engine.file_kind import sniff
+from exda.engine.run_lock import LOCK_NAME
 from exda.errors import UserError
 
 CODE_MARKER = Path("/tmp/exda_test_checkpoint_code_ran")
@@ -63,6 +64,8 @@ def _make(kind: str, folder: Path, good: Path) -> Path:
         "truncated .pth": ("cut.pth", lambda p: p.write_bytes(_torch_bytes(folder)[:300])),
         "zip that is not a .pth": ("archive.pth", _zip_without_pickle),
         "pickle holding code": ("code.pth", lambda p: torch.save({"params": _RunsCode()}, p)),
+        "pickle holding code, named .safetensors": ("code.safetensors",
+                                                    lambda p: torch.save({"params": _RunsCode()}, p)),
         "pickle holding a class": ("module.pth", lambda p: torch.save(nn.Conv2d(3, 3, 3), p)),
         "weights of another architecture": ("resnet.pth", lambda p: torch.save(
             {"conv1.weight": torch.zeros(8, 3, 3, 3), "fc.weight": torch.zeros(10, 8)}, p)),
@@ -82,7 +85,8 @@ def _torch_bytes(folder: Path) -> bytes:
 
 KINDS = ["text", "html", "empty", "random bytes", "git lfs pointer", "truncated safetensors",
          "safetensors, flipped length byte", "safetensors, flipped format byte", "truncated .pth",
-         "zip that is not a .pth", "pickle holding code", "pickle holding a class",
+         "zip that is not a .pth", "pickle holding code", "pickle holding code, named .safetensors",
+         "pickle holding a class",
          "weights of another architecture", "folder without a checkpoint"]
 COMMANDS = ["restore", "eval", "export", "analyze", "demo", "convert", "train --resume"]
 TRAIN_CONFIG = {"model": {"name": "exda_restormer_test"},
@@ -143,7 +147,8 @@ def test_every_command_answers_every_bad_checkpoint_in_one_line(files, command, 
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and err[0].startswith(f"exda {command.split()[0]}: error: "), (kind, err)
         assert bad.name in err[0] or command == "train --resume", (kind, err)
-        assert not [p for p in work.rglob("*") if p.is_file() and "checkpoints" not in p.parts], kind
+        written = [p for p in work.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(work).parts]
+        assert [p.name for p in written] in ([], [LOCK_NAME]), kind  # train's run lock is the run folder's own
     assert not CODE_MARKER.exists()
 
 
@@ -166,6 +171,7 @@ def test_messages_say_what_the_file_is(files, capsys) -> None:
                 "safetensors, flipped length byte": "damaged safetensors", "safetensors, flipped format byte":
                 "unknown format", "truncated .pth": "truncated or damaged zip", "zip that is not a .pth":
                 "without data.pkl", "pickle holding code": "(posix.system), which is never run",
+                "pickle holding code, named .safetensors": "(posix.system), which is never run",
                 "pickle holding a class": "torch.nn.modules.conv.Conv2d", "weights of another architecture":
                 "of none of the architectures", "folder without a checkpoint": "no checkpoint",
                 "exda checkpoint, flipped weight byte (SHA-256)": "SHA-256"}

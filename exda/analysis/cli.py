@@ -16,7 +16,8 @@ ANALYSES = ("embeddings", "spectra", "separability")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("analysis", choices=ANALYSES)
     parser.add_argument("--checkpoint", dest="checkpoints", type=Path, action="append", default=[],
-                        help="checkpoint to analyse; repeat to compare (default: the shipped photo model)")
+                        help="checkpoint (exda's, a run folder or a published .pth / .ckpt) to analyse; repeat to "
+                             "compare (default: the shipped photo model)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--degradation", dest="degradations", action="extend", nargs="+", default=[],
                         metavar="NAME", help=f"degradations (default: {' '.join(DEFAULT_DEGRADATIONS)})")

@@ -337,7 +337,8 @@ def load_for_inference(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model named in the checkpoint, load its (EMA) weights, and return it in eval mode.
     A published checkpoint (``.pth``, ``.ckpt``, a foreign safetensors) goes through
-    :func:`exda.load_pretrained`, its architecture inferred from its keys.
+    :func:`exda.load_pretrained`, its architecture inferred from its keys (``use_ema`` does not apply: it
+    gives ``params_ema`` where the file has them).
 
     The returned dict holds ``path``, ``model_name``, ``model_kwargs``, ``step``, ``ema`` (whether EMA
     weights were loaded), ``config`` and ``metrics`` (the last two empty if the JSON is missing).

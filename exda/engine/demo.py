@@ -167,7 +167,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("exda-demo"),
                         help="output folder for results.md, results.json, demo_grid.png (default exda-demo/)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a checkpoint or run folder instead of the shipped default photo model")
+                        help="a checkpoint, run folder or published .pth / .ckpt instead of the shipped default "
+                             "photo model")
     parser.add_argument("--crop", type=int, default=DEMO_CROP,
                         help=f"centre crop of each photo in px (default {DEMO_CROP}; 0 = whole photos)")
 

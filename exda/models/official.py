@@ -148,8 +148,9 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
             if group:
                 return group, prefix
         return _strip_prefixes(state), "top level"
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a file object, so torch.load reads by content: given a name ending in .safetensors it would not
+        with open(path, "rb") as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         code = _CODE_IN_PICKLE.search(str(err))
         if code is None:  # the weights-only unpickler met an opcode it does not know: damage, not code
