@@ -7,7 +7,11 @@
    the file, and never raise. Then every file goes into one folder run through the real CLI (a
    subprocess): the good ones must all be restored, the bad ones listed in the summary, exit status 1,
    and no input changed.
-2. kill -9: a tiny training run (exda_restormer_test, 16 px patches, a checkpoint every step) is killed
+2. Bad checkpoints: each kind of bad checkpoint file (text, HTML, empty, truncated or byte-flipped
+   safetensors, a folder, pickles holding code or classes, weights of another architecture, ...) given to
+   every command that takes one (restore, eval, export, analyze, demo, convert, train --resume) and to
+   ``exda serve``'s loader, in-process: each must exit 2 with exactly one error line naming the file.
+3. kill -9: a tiny training run (exda_restormer_test, 16 px patches, a checkpoint every step) is killed
    at random moments (a random delay, or the moment a checkpoint temp file appears, i.e. mid-write) and
    resumed with ``--resume``, again and again; some interruptions also damage the newest checkpoint
    (truncate it, flip a byte). The finished run must equal an uninterrupted one bit for bit, and a
@@ -50,6 +54,7 @@ import exda  # noqa: E402
 from exda.cli import main  # noqa: E402
 from exda.data.io import load_image, save_image  # noqa: E402
 from exda.engine.checkpoint import latest_valid_checkpoint, load_training_state, save_checkpoint  # noqa: E402
+from exda.engine.run_lock import LOCK_NAME  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RNG = np.random.default_rng(0)
@@ -240,7 +245,7 @@ def _cases() -> list[Case]:
         Case("checkpoint with a flipped byte", _pil("ckpt_b.png", _noise(8, 8)), "error",
              args=["@ckpt:flipped"], in_folder=False, message="SHA-256"),
         Case("checkpoint that is a pickle", _pil("ckpt_c.png", _noise(8, 8)), "error",
-             args=["@ckpt:pickle"], in_folder=False, message="not a readable"),
+             args=["@ckpt:pickle"], in_folder=False, message="never run"),
         Case(".pth checkpoint holding a pickled object (code)", _pil("ckpt_d.png", _noise(8, 8)), "error",
              args=["@ckpt:pth"], in_folder=False, message="weights_only"),
     ]
@@ -362,7 +367,177 @@ def run_mixed_folder(work: Path, checkpoint: Path, env: dict[str, str]) -> dict:
     }
 
 
-# ----- 2. kill -9 and damaged checkpoints ---------------------------------------------------------
+# ----- 2. bad checkpoints through every command ---------------------------------------------------
+CHECKPOINT_COMMANDS = ("restore", "eval", "export", "analyze", "demo", "convert", "train --resume", "serve (page)")
+CKPT_TRAIN_CONFIG = {"model": {"name": "exda_restormer_test"},
+                     "data": {"degradations": ["noise25"], "patch_size": 16, "batch_size": 2, "num_workers": 0,
+                              "length": 4, "val_max_items": 0},
+                     "train": {"iters": 2, "val_every": 0, "ckpt_every": 1, "device": "cpu"}}
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    blob = bytearray(data)
+    blob[at] ^= 0x40
+    return bytes(blob)
+
+
+def _bad_checkpoints(folder: Path) -> dict[str, Path]:
+    """One file (or folder) per kind of bad checkpoint; the safetensors ones start from a real checkpoint."""
+    import zipfile
+
+    torch.manual_seed(0)
+    good = save_checkpoint(folder / "good", "last", model=exda.create_model("exda_restormer_test"), config={},
+                           step=1, metrics={}, train_state=None)
+    weights = good.read_bytes()
+    torch.save({"params": {"w": torch.zeros(64, 64)}}, folder / "whole.pth")
+    pth = (folder / "whole.pth").read_bytes()
+    other = folder / "other"
+    other.mkdir()
+    torch.manual_seed(0)
+    other_arch = save_checkpoint(other, "last", model=exda.create_model("restormer_test"), config={}, step=1,
+                                 metrics={}, train_state={"epoch": 0})
+
+    def write(name: str, data: bytes | str) -> Path:
+        path = folder / name
+        path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data)
+        return path
+
+    def saved(name: str, obj: object) -> Path:
+        torch.save(obj, folder / name)
+        return folder / name
+
+    def zipped(name: str) -> Path:
+        with zipfile.ZipFile(folder / name, "w") as archive:
+            archive.writestr("weights/README.txt", "the weights are elsewhere")
+        return folder / name
+
+    flipped = folder / "flipped_run"
+    flipped.mkdir()
+    shutil.copy(good.with_suffix(".json"), flipped / "last.json")
+    (flipped / "last.safetensors").write_bytes(_flip(weights, -7))
+    (folder / "empty_run").mkdir()
+    return {
+        "text file": write("notes.pth", "hello, these are not weights\n"),
+        "HTML page (a failed download)": write("download.pth",
+                                               "<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n"),
+        "empty file": write("empty.safetensors", b""),
+        "random bytes": write("random.pth", RNG.bytes(777)),
+        "Git LFS pointer": write("lfs.safetensors", "version https://git-lfs.github.com/spec/v1\n"
+                                 "oid sha256:0123\nsize 4603700\n"),
+        "exda checkpoint's JSON record": write("record.json", good.with_suffix(".json").read_text()),
+        "PNG image": write("image.pth", _encoded("PNG", _noise(8, 8))),
+        "truncated safetensors": write("cut.safetensors", weights[: len(weights) // 2]),
+        "safetensors cut inside its header": write("cut_header.safetensors", weights[:100]),
+        "safetensors, flipped header-length byte": write("flip_len.safetensors", _flip(weights, 1)),
+        "safetensors, flipped high header-length byte": write("flip_len_high.safetensors", _flip(weights, 7)),
+        "safetensors, flipped byte in its format": write("flip_fmt.safetensors",
+                                                         _flip(weights, weights.index(b"checkpoint"))),
+        "exda checkpoint, flipped weight byte (record's SHA-256)": flipped / "last.safetensors",
+        "truncated .pth (zip)": write("cut.pth", pth[:300]),
+        "damaged legacy pickle": write("legacy.pth", b"\x80\x02" + RNG.bytes(60)),
+        "zip archive without a checkpoint": zipped("archive.pth"),
+        "pickle holding code": saved("code.pth", {"params": _RunsCode()}),
+        "pickle holding code, named .safetensors": saved("code.safetensors", {"params": _RunsCode()}),
+        "pickle holding a class (whole nn.Module)": saved("module.pth", torch.nn.Conv2d(3, 3, 3)),
+        "weights of an architecture exda lacks": saved("resnet.pth", {"conv1.weight": torch.zeros(8, 3, 3, 3),
+                                                                      "fc.weight": torch.zeros(10, 8)}),
+        "exda checkpoint of another architecture than the config (resume only)": other_arch,
+        "folder without a checkpoint": folder / "empty_run",
+    }
+
+
+def _checkpoint_argv(command: str, bad: Path, work: Path, config: Path, image: Path) -> list[str] | None:
+    """The command line giving ``bad`` as the checkpoint (None: the kind does not apply to the command);
+    ``train --resume`` gets it as its run's last checkpoint, with a record that matches it."""
+    from exda.engine.checkpoint import FORMAT, file_digest
+
+    if command == "train --resume":
+        ckpt = work / "run" / "checkpoints"
+        ckpt.mkdir(parents=True)
+        dst = ckpt / "last.safetensors"
+        if bad.is_dir():
+            shutil.copytree(bad, dst)
+        else:
+            shutil.copy(bad, dst)
+            stem = bad.name.removesuffix(".safetensors")
+            for suffix in (".state.pt", ".json"):  # a checkpoint's own files, when it has them
+                if bad.suffix == ".safetensors" and (own := bad.with_name(stem + suffix)).is_file():
+                    shutil.copy(own, ckpt / f"last{suffix}")
+            if not (ckpt / "last.json").is_file():  # a record that matches, so the file itself gets read
+                record = {"format": FORMAT, "step": 1, "files": {".safetensors": file_digest(dst)}}
+                (ckpt / "last.json").write_text(json.dumps(record))
+        return ["train", "--config", str(config), "--out", str(work / "run"), "--resume"]
+    if bad.parent.name == "other":
+        return None  # a valid checkpoint: every other command restores with it
+    return {
+        "restore": ["restore", str(image), "-o", str(work / "out.png"), "--checkpoint", str(bad)],
+        "eval": ["eval", "--checkpoint", str(bad), "--max-items", "1", "--out", str(work / "eval")],
+        "export": ["export", str(work / "model.onnx"), "--checkpoint", str(bad)],
+        "analyze": ["analyze", "spectra", "--checkpoint", str(bad), "--out", str(work / "analysis")],
+        "demo": ["demo", "--checkpoint", str(bad), "--out", str(work / "demo")],
+        "convert": ["convert", str(bad), str(work / "converted.safetensors")],
+    }[command]
+
+
+def _serve_line(bad: Path, image: Path) -> tuple[int, str, str | None]:
+    """``exda serve``'s page loader on ``bad``: (2 and the message it shows, or 0), no CLI involved."""
+    from exda.engine.serve import Restorer
+    from exda.errors import UserError
+
+    try:
+        Restorer(None, 1 << 30, "fp32", torch.device("cpu")).model_for(image, str(bad))
+    except UserError as err:
+        return 2, f"exda serve: error: {err}", None
+    except Exception as err:  # noqa: BLE001 - counting escapes is the point
+        return -1, "", f"{type(err).__name__}: {err}"
+    return 0, "", None
+
+
+def run_checkpoint_cases(work: Path) -> dict:
+    """Every bad checkpoint kind through every command, in-process."""
+    kinds = _bad_checkpoints(work / "files")
+    config = work / "train.yaml"
+    config.write_text(json.dumps(CKPT_TRAIN_CONFIG))
+    image = work / "in.png"
+    Image.fromarray(_noise(13, 11)).save(image)
+    rows = []
+    for k, (kind, bad) in enumerate(kinds.items()):
+        outcomes = {}
+        for c, command in enumerate(CHECKPOINT_COMMANDS):
+            case = work / f"k{k:02d}c{c}"
+            case.mkdir()
+            if command == "serve (page)":
+                if bad.parent.name == "other":
+                    continue
+                rc, stderr, raised = _serve_line(bad, image)
+            else:
+                argv = _checkpoint_argv(command, bad, case, config, image)
+                if argv is None:
+                    continue
+                out, err = io.StringIO(), io.StringIO()
+                raised = None
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    try:
+                        rc = main(argv)
+                    except BaseException as exc:  # noqa: BLE001 - counting escapes is the point
+                        rc, raised = -1, f"{type(exc).__name__}: {exc}"
+                stderr = err.getvalue()
+            lines = [line for line in stderr.splitlines() if line.strip()]
+            names_it = bool(lines) and (bad.name in lines[0] or command == "train --resume")
+            written = [p for p in case.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(case).parts
+                       and p.name != LOCK_NAME]  # train's run lock is the run folder's own
+            ok = raised is None and rc == 2 and len(lines) == 1 and ": error: " in lines[0] and names_it \
+                and not written
+            outcomes[command] = {"exit": rc, "ok": ok, "traceback": raised is not None or "Traceback" in stderr,
+                                 "line": lines[0] if lines else (raised or "")}
+        rows.append({"kind": kind, "commands": outcomes})
+    tried = [o for row in rows for o in row["commands"].values()]
+    return {"kinds": len(rows), "commands": list(CHECKPOINT_COMMANDS), "pairs": len(tried),
+            "ok": sum(o["ok"] for o in tried), "tracebacks": sum(o["traceback"] for o in tried),
+            "code_executed": Path("/tmp/exda_robustness_code_ran").exists(), "rows": rows}
+
+
+# ----- 3. kill -9 and damaged checkpoints ---------------------------------------------------------
 TRAIN_CONFIG = """model:
   name: exda_restormer_test
 data:
@@ -510,7 +685,7 @@ def run_kill_cycles(work: Path, kills: int, damages: int, iters: int, env: dict[
 
 
 def _markdown(result: dict) -> str:
-    inputs, mixed, kills = result["inputs"], result["mixed_folder"], result["kill"]
+    inputs, mixed, kills, ckpts = result["inputs"], result["mixed_folder"], result["kill"], result["checkpoints"]
     lines = [
         "# Robustness (fault injection)", "",
         f"`{result['command']}` on {result['machine']}, {result['date']}.", "",
@@ -535,6 +710,12 @@ def _markdown(result: dict) -> str:
         f"| damage that hit the only complete checkpoint (kill mid-save + damage: the run restarted at step 0) | "
         f"{kills['restarts_from_step_0_after_damage']} | - |",
         f"| final weights equal to an uninterrupted run (bit for bit) | {kills['equal_to_uninterrupted']} | True |",
+        f"| bad checkpoint kinds x commands that take a checkpoint (incl. serve's loader) | "
+        f"{ckpts['kinds']} x {len(ckpts['commands'])} ({ckpts['pairs']} pairs) | - |",
+        f"| pairs answered with one error line naming the file, exit 2, nothing written | {ckpts['ok']} / "
+        f"{ckpts['pairs']} | all |",
+        f"| tracebacks (bad checkpoints) | {ckpts['tracebacks']} | 0 |",
+        f"| code executed from a checkpoint | {int(ckpts['code_executed'])} | 0 |",
         "", f"Mixed folder summary: `{mixed['summary']}`", "",
         "| bad input | expected | outcome | exit | ok | error line |", "|---|---|---|---|---|---|",
     ]
@@ -543,6 +724,17 @@ def _markdown(result: dict) -> str:
         line = re.sub(r"/tmp/[^ :]*/", "…/", line)
         lines.append(f"| {row['kind']} | {row['expected']} | {row['outcome']} | {row['exit']} | "
                      f"{'yes' if row['ok'] else 'NO'} | {line} |")
+    commands = ckpts["commands"]
+    lines += ["", "Bad checkpoints: exit status per command (ok = one error line naming the file, nothing written; "
+              "- = not applicable: a valid checkpoint every other command restores with), and the line "
+              "`exda restore` (or `train --resume`) printed.", "",
+              "| bad checkpoint | " + " | ".join(commands) + " | error line |",
+              "|---|" + "---|" * (len(commands) + 1)]
+    for row in ckpts["rows"]:
+        cells = [f"{o['exit']} {'ok' if o['ok'] else 'NO'}" if (o := row["commands"].get(c)) else "-" for c in commands]
+        first = row["commands"].get("restore") or row["commands"]["train --resume"]
+        line = re.sub(r"/tmp/[^ :]*/", "…/", first["line"]).replace("|", "\\|")
+        lines.append(f"| {row['kind']} | " + " | ".join(cells) + f" | {line} |")
     return "\n".join(lines) + "\n"
 
 
@@ -568,12 +760,17 @@ def main_cli() -> None:
         inputs = run_input_cases(work / "inputs", checkpoint)
         mixed = run_mixed_folder(work, checkpoint, env)
         inputs_s = time.monotonic() - start
+        (work / "checkpoints").mkdir()
+        start = time.monotonic()
+        checkpoints = run_checkpoint_cases(work / "checkpoints")
+        checkpoints_s = time.monotonic() - start
         kill = run_kill_cycles(work / "train", args.kills, args.damages, args.iters, env, args.seed)
     result = {
         "command": " ".join(["python benchmarks/robustness.py", *sys.argv[1:]]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "inputs_seconds": round(inputs_s, 1), "inputs": inputs, "mixed_folder": mixed, "kill": kill,
+        "inputs_seconds": round(inputs_s, 1), "inputs": inputs, "mixed_folder": mixed,
+        "checkpoints_seconds": round(checkpoints_s, 1), "checkpoints": checkpoints, "kill": kill,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

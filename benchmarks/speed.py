@@ -1,6 +1,6 @@
 """This machine's speed in one run: matmul peak, inference paths and backends, training steps.
 
-    .venv/bin/python benchmarks/speed.py                       # = exda bench: full size, 256 and 512 px
+    .venv/bin/python benchmarks/speed.py --out benchmarks/results/speed_cpu.json   # = exda bench
     python benchmarks/speed.py --device cuda --compile --out benchmarks/results/speed_h100.json
 
 The same as ``exda bench`` (``exda/engine/bench.py``); ``--help`` lists the options.

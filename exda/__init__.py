@@ -1,10 +1,14 @@
 """exda: all-in-one blind image restoration with ExDA attention.
 
-The two ExDA primitives live in :mod:`exda.layers`; networks in :mod:`exda.models`.
+The two ExDA primitives live in :mod:`exda.layers`; networks in :mod:`exda.models`. One call restores an
+image (:func:`restore`, as ``exda restore`` does); :func:`optimize_for_inference` puts any network on the
+fast inference path.
 """
 
+from exda.engine.api import restore
+from exda.engine.fast import optimize_for_inference
 from exda.models import create_model, list_models
 from exda.models.official import load_pretrained
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "load_pretrained", "__version__"]
+__all__ = ["create_model", "list_models", "load_pretrained", "optimize_for_inference", "restore", "__version__"]

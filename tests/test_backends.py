@@ -143,5 +143,5 @@ def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys
     assert main(["export", "--checkpoint", str(ckpt), str(out)]) == 2
     assert main(["export", "--checkpoint", str(ckpt), str(tmp_path / "model.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"exda export: error: {out} exists; pass --force to replace it",
+    assert err == [f"exda export: error: {out} exists; pass --overwrite to replace it",
                    f"exda export: error: output of --format onnx must end in .onnx, got {tmp_path / 'model.pt'}"]

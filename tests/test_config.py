@@ -153,3 +153,13 @@ def test_presets_exist() -> None:
     names = {p.stem for p in PRESETS}
     assert {"deg3", "deg5", "cdd11", "weather", "underwater", "medical", "restormer_recipe",
             "tiny_deg3", "tiny_deg5", "tiny_cdd11", "tiny_medical"} <= names
+
+
+def test_set_takes_several_assignments_after_one_flag_and_repeats() -> None:
+    from exda.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--config", "tiny_deg3", "--set", "optim.lr=1e-4", "train.iters=7",
+                                      "--out", "runs/x", "--set", "train.seed=3"])
+    assert args.overrides == ["optim.lr=1e-4", "train.iters=7", "train.seed=3"]
+    config = load_config(PRESETS[0].parent / "tiny_deg3.yaml", args.overrides)
+    assert (config.optim.lr, config.train.iters, config.train.seed) == (1e-4, 7, 3)

@@ -217,14 +217,15 @@ def _write_pairs(lq_dir: Path, gt_dir: Path, channels: int, seed: int) -> None:
         save_image(lq_dir / f"im{i}.png", np.clip(gt + rng.normal(0, 0.1, gt.shape), 0, 1))
 
 
-def test_eval_cli_paired_writes_results(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_eval_cli_paired_writes_results(checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     root = tmp_path / "pairs"
     _write_pairs(root / "input", root / "target", channels=3, seed=4)
     argv = ["eval", "--checkpoint", str(checkpoint.parent), "--data", str(root), "--y-channel",
             "--crop-border", "2"]
+    monkeypatch.chdir(tmp_path / "pairs")
     assert main(argv) == 0
     assert "| input PSNR / SSIM |" in capsys.readouterr().out
-    out = checkpoint.parent / "eval-pairs"
+    out = tmp_path / "pairs" / "eval-pairs"  # the current folder, never the checkpoint's
     assert {p.name for p in out.iterdir()} == {"results.csv", "results.json", "comparison.png"}
     record = json.loads((out / "results.json").read_text())
     assert record["settings"]["layout"] == "paired" and record["settings"]["y_channel"] is True
@@ -373,7 +374,7 @@ def test_max_memory_tiles_automatically(checkpoint: Path, tmp_path: Path, capsys
     assert out.shape == (133, 150, 3)
     assert np.abs(out - expected.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-5  # 8-bit rounding only
     # an overlap meant for larger tiles is narrowed to fit the automatic ones (it used to raise ValueError)
-    assert _restore([*argv, "--tile-overlap", "80"]) == 0
+    assert _restore([*argv, "--tile-overlap", "80", "--overwrite"]) == 0
 
 
 def test_max_memory_does_not_claim_tiles_for_images_smaller_than_a_tile(checkpoint: Path, tmp_path: Path,

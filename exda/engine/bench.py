@@ -418,7 +418,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's choice)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=None,
-                        help="JSON output (default benchmarks/results/speed_<device>.json)")
+                        help="JSON output (default speed_<device>.json in the current folder)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -455,7 +455,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    out = args.out or Path(f"benchmarks/results/speed_{device.type}.json")
+    out = args.out or Path(f"speed_{device.type}.json")
     peaks = {"fp32": matmul_gflops(args.matmul_size, torch.float32, device),
              "bf16": matmul_gflops(args.matmul_size, torch.bfloat16, device)}
     common = {"device": args.device, "threads": threads, "repeats": args.repeats, "warmup": args.warmup}

@@ -29,6 +29,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from exda.atomic import atomic_write
+from exda.engine.file_kind import require_checkpoint_file, sniff
 from exda.errors import UserError
 from exda.layers.global_token import kwargs_as_trained, token_kwargs
 from exda.models import create_model
@@ -192,7 +193,8 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path: str | Path, tags: tuple[str, ...] = ("last",)) -> Path:
-    """Accept a ``.safetensors`` file, or a run/checkpoints folder (the first of ``tags`` found there).
+    """Accept a checkpoint file, or a run/checkpoints folder (the first of ``tags`` found there); a file
+    that no loader can read (text, HTML, empty, truncated, ...) is refused with one line saying what it is.
 
     A folder means ``last``: ``best`` is selected on the validation set, which for the benchmark
     layouts is their test split, so it is only used when named explicitly.
@@ -208,19 +210,28 @@ def resolve_checkpoint(path: str | Path, tags: tuple[str, ...] = ("last",)) -> P
         others = sorted(str(p) for folder in (path / "checkpoints", path) if folder.is_dir()
                         for p in folder.glob(f"*{WEIGHTS_SUFFIX}"))
         hint = f"; name a file explicitly: {', '.join(others)}" if others else ""
-        raise UserError(f"no checkpoint ({names}) found in {path}{hint}")
-    if not path.is_file():
+        raise UserError(f"no checkpoint ({names}) found in {path} (a folder: expected a run folder or its "
+                        f"checkpoints/){hint}")
+    if not path.exists():
         raise UserError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file, not a checkpoint")
+    require_checkpoint_file(path)  # an HTML page, a text file, a truncated download: one line, no loader
     return path
 
 
 def _read_weights(path: Path) -> tuple[dict[str, str], dict[str, dict[str, torch.Tensor]]]:
     """Metadata and tensors grouped by prefix (``model``, ``ema``); UserError if not an exda checkpoint."""
+    found = sniff(path)
+    if found.kind != "safetensors" or found.metadata.get("format") != FORMAT:
+        plain = found.kind == "safetensors" and found.loadable
+        what = f"a safetensors file without exda's metadata (format {found.metadata.get('format')!r})" if plain \
+            else found.what
+        raise UserError(f"{path} is {what}, not an exda checkpoint (a .safetensors file written by exda train "
+                        "or exda convert)")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-            if metadata.get("format") != FORMAT:
-                raise UserError(f"{path} is not an exda checkpoint (format {metadata.get('format')!r})")
             groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}}
             for key in f.keys():
                 prefix, _, name = key.partition(".")
@@ -228,7 +239,7 @@ def _read_weights(path: Path) -> tuple[dict[str, str], dict[str, dict[str, torch
     except UserError:
         raise
     except Exception as err:  # safetensors raises several types for foreign or truncated files
-        raise UserError(f"{path} is not a readable exda checkpoint ({type(err).__name__})") from err
+        raise UserError(f"{path} is a damaged exda checkpoint ({type(err).__name__}: {err})") from err
     return metadata, groups
 
 
@@ -314,6 +325,10 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: Pa
             f"{named(missing, 'missing')}, {named(unexpected, 'unexpected')}, "
             f"{named(reshaped, 'of another shape', shapes=True)}"
         )
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if nonfinite:  # never written by save_checkpoint: a damaged file
+        raise UserError(f"weights in {source} are not finite ({len(nonfinite)} tensors, e.g. {nonfinite[0]!r}): "
+                        "the file is damaged")
     net.load_state_dict(state, strict=True)
 
 
@@ -321,16 +336,20 @@ def load_for_inference(
     path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model named in the checkpoint, load its (EMA) weights, and return it in eval mode.
+    A published checkpoint (``.pth``, ``.ckpt``, a foreign safetensors) goes through
+    :func:`exda.load_pretrained`, its architecture inferred from its keys (``use_ema`` does not apply: it
+    gives ``params_ema`` where the file has them).
 
     The returned dict holds ``path``, ``model_name``, ``model_kwargs``, ``step``, ``ema`` (whether EMA
     weights were loaded), ``config`` and ``metrics`` (the last two empty if the JSON is missing).
     """
     path = resolve_checkpoint(path)
+    if not is_exda_checkpoint(path):
+        return _load_published(path, device)
     _refuse_corrupt(path)
     metadata, groups = _read_weights(path)
-    name = metadata.get("model_name", "")
-    kwargs = json.loads(metadata.get("model_kwargs", "{}"))
-    model = create_model(name, **kwargs)
+    name, kwargs = _model_spec(metadata, path)
+    model = _build_recorded(name, kwargs, path)
     if (as_trained := kwargs_as_trained(kwargs, model)) != kwargs:  # saved before the GST options existed
         kwargs = as_trained
         model = create_model(name, **kwargs)
@@ -352,13 +371,7 @@ def load_for_inference(
 def is_exda_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a run folder or a safetensors file written by :func:`save_checkpoint`."""
     path = Path(path)
-    if path.is_dir():
-        return True
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
-    except Exception:  # noqa: BLE001 - any foreign or unreadable file: not ours
-        return False
+    return path.is_dir() or sniff(path).metadata.get("format") == FORMAT
 
 
 def load_checkpoint_or_pretrained(
@@ -373,12 +386,35 @@ def load_checkpoint_or_pretrained(
         if arch is not None and arch != info["model_name"]:
             raise UserError(f"{path} is an exda checkpoint of {info['model_name']}, not --arch {arch}")
         return model, info
+    return _load_published(path, device, arch)
+
+
+def _load_published(path: Path, device: str | torch.device, arch: str | None = None
+                    ) -> tuple[nn.Module, dict[str, Any]]:
     from exda.models.official import load_pretrained
 
     model = load_pretrained(path, arch=arch)
     info = {"path": path, "model_name": model.model_name, "model_kwargs": model.model_kwargs, "step": 0,
             "ema": model.pretrained_container in ("params_ema", "ema"), "config": {}, "metrics": {}}
     return model.to(device).eval(), info
+
+
+def _model_spec(metadata: dict[str, str], path: Path) -> tuple[str, dict[str, Any]]:
+    """The model name and keyword arguments an exda checkpoint records; one line when they are damaged."""
+    try:
+        kwargs = json.loads(metadata.get("model_kwargs", "{}"))
+    except ValueError:
+        kwargs = None
+    if not isinstance(kwargs, dict):
+        raise UserError(f"{path} is a damaged exda checkpoint (its model_kwargs are not a JSON object)")
+    return metadata.get("model_name", ""), kwargs
+
+
+def _build_recorded(name: str, kwargs: dict[str, Any], path: Path) -> nn.Module:
+    try:
+        return create_model(name, **kwargs)
+    except UserError as err:  # an unknown name or option: a damaged file, or one from another exda version
+        raise UserError(f"{path} records a model this exda cannot build: {err}") from err
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
@@ -389,19 +425,20 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     """
     path = resolve_checkpoint(path)
     state_path = path.with_name(path.name.removesuffix(WEIGHTS_SUFFIX) + STATE_SUFFIX)
-    if not state_path.is_file():
-        raise UserError(f"{path} has no training state ({state_path.name}); it is for inference only")
     _refuse_corrupt(path, complete=True)
     metadata, groups = _read_weights(path)
+    if not state_path.is_file():
+        raise UserError(f"{path} has no training state ({state_path.name}); it is for inference only")
     record = _read_info(path)
     try:  # weights_only: tensors and plain containers, never code from the file
         train_state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # an UnpicklingError for anything else; a RuntimeError for a damaged file
         raise UserError(f"{state_path} is not a readable exda training state ({type(err).__name__}); "
                         "it holds something other than tensors and plain values, or is damaged") from err
+    name, kwargs = _model_spec(metadata, path)
     return {
-        "model_name": metadata.get("model_name", ""),
-        "model_kwargs": json.loads(metadata.get("model_kwargs", "{}")),
+        "model_name": name,
+        "model_kwargs": kwargs,
         "step": int(metadata.get("step", 0)),
         "model": groups["model"],
         "ema": groups["ema"],

@@ -101,6 +101,16 @@ def _mean(values) -> float:
     return math.inf if any(math.isinf(v) for v in values) else float(np.mean(values))
 
 
+def conditions(photos: dict[str, np.ndarray], crop: int | None) -> str:
+    """The line above the demo's table: what was scored, so that it is not mistaken for the README's
+    full-size table (which has BM3D among the classical methods)."""
+    size = f"centre-cropped to {crop} px" if crop else "at full size"
+    bm3d = "BM3D included" if method_available("bm3d") else \
+        "without BM3D (`pip install exda[baselines]`, non-commercial licence): noise goes to NL-means, wavelet or TV"
+    return (f"Held-out photos ({', '.join(photos)}) {size}, {len(DEMO_DEGRADATIONS)} degradations at seed "
+            f"{DEMO_SEED}; best classical method per degradation, {bm3d}. Mean over the photos.")
+
+
 def to_markdown(rows: list[Row]) -> str:
     """The results table; the clean row's input is the target itself (identical)."""
     lines = [
@@ -157,7 +167,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("exda-demo"),
                         help="output folder for results.md, results.json, demo_grid.png (default exda-demo/)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a checkpoint or run folder instead of the shipped default photo model")
+                        help="a checkpoint, run folder or published .pth / .ckpt instead of the shipped default "
+                             "photo model")
     parser.add_argument("--crop", type=int, default=DEMO_CROP,
                         help=f"centre crop of each photo in px (default {DEMO_CROP}; 0 = whole photos)")
 
@@ -173,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         print("exda demo: BM3D not installed (`pip install exda[baselines]`, non-commercial licence); "
               "the other classical methods run", file=sys.stderr)
     rows, grid = compare(model, photos)
-    table = to_markdown(rows)
+    table = conditions(photos, args.crop or None) + "\n\n" + to_markdown(rows)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     elapsed = time.perf_counter() - start

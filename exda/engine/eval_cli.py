@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--degradation", dest="degradations", action="extend", nargs="+", default=[],
                         metavar="NAME", help="degradations to synthesise (synthetic layout)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: eval-<data name>/ next to the checkpoint)")
+                        help="output folder (default: eval-<data name>/ in the current folder)")
     parser.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 luma (Y)")
     parser.add_argument("--crop-border", type=int, default=0, metavar="N",
                         help="ignore N pixels at each border")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     result.settings.update(checkpoint=str(checkpoint), model=info["model_name"], step=info["step"],
                            ema=info["ema"], data=str(root) if root else SAMPLES, layout=layout,
                            degradations=list(args.degradations))
-    out = args.out if args.out is not None else checkpoint.parent / f"eval-{data_name}"
+    out = args.out if args.out is not None else Path(f"eval-{data_name}")
     result.to_csv(out / "results.csv")
     result.to_json(out / "results.json")
     result.save_grid(out / "comparison.png")

@@ -26,14 +26,15 @@ _CHECK_SIZE = (67, 45)  # odd, non-square, different from the export's own examp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, help="the file to write, e.g. model.onnx")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a .safetensors checkpoint or a run folder (its last checkpoint); "
-                             "default: the shipped default model (see --model)")
+                        help="a .safetensors checkpoint, a run folder (its last checkpoint) or a published .pth / "
+                             ".ckpt; default: the shipped default model (see --model)")
     parser.add_argument("--model", choices=tuple(DEFAULT_MODELS), default="photo",
                         help="which shipped default model to export without --checkpoint (default photo)")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     parser.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA ones")
-    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
+                        help="replace OUTPUT if it exists (as exda restore --overwrite)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"output of --format onnx must end in .onnx, got {output}")
     if output.is_dir():
         raise UserError(f"output is a folder, give a file name: {output}")
-    if output.exists() and not args.force:
-        raise UserError(f"{output} exists; pass --force to replace it")
+    if output.exists() and not args.overwrite:
+        raise UserError(f"{output} exists; pass --overwrite to replace it")
     if not output.resolve().parent.is_dir():
         raise UserError(f"output folder does not exist: {output.parent}")
     checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.model)

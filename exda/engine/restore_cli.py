@@ -8,9 +8,10 @@ in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy``
 ``-o`` names a ``.jpg`` / ``.webp`` file (``--quality``). The model runs on the fast inference path
 (exda/engine/fast.py).
 
-Reliability: every output path is checked (supported type, writable folder, never an input) before any
-model runs; each output is written atomically. A folder run restores every file it can, prints one line
-per file that fails and a summary, and exits 1 when any failed (2 for a usage error, as everywhere).
+Reliability: every output path is checked (supported type, writable folder, never an input, not an
+existing file unless ``--overwrite``) before any model runs; each output is written atomically. A folder
+run restores every file it can, prints one line per file that fails and a summary, and exits 1 when any
+failed (2 for a usage error, as everywhere).
 Images above ``--max-pixels`` are refused from their header (a decompression-bomb guard).
 """
 
@@ -21,6 +22,7 @@ import os
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-memory", default=None, metavar="SIZE",
                         help="tile automatically when a whole-image pass would need more than SIZE "
                              "(e.g. 2G; default: a quarter of the available memory, at most 2 GiB)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs that exist already (default: refuse, before any image is restored)")
     parser.add_argument("--quality", type=int, default=95, metavar="Q",
                         help="JPEG / WebP output quality, 1-100 (default 95)")
     parser.add_argument("--max-pixels", default=None, metavar="N",
@@ -164,10 +168,18 @@ def _check_folder_writable(folder: Path) -> None:
         raise UserError(f"cannot write outputs to {folder}: {err.strerror or err}") from None
 
 
-def check_outputs(pairs: list[tuple[Path, Path]], quality: int) -> None:
-    """Every destination: a type we can write, not a folder, in a writable folder; before any model runs."""
+def check_outputs(pairs: list[tuple[Path, Path]], quality: int, overwrite: bool = False) -> None:
+    """Every destination: a type we can write, not a folder, in a writable folder, and not an existing file
+    unless ``overwrite``; checked before any model runs."""
     if not 1 <= quality <= 100:
         raise UserError(f"--quality must be 1-100, got {quality}")
+    existing = [dst for _, dst in pairs if dst.is_file()]
+    if existing and not overwrite:
+        if len(existing) == 1:
+            raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
+        names = ", ".join(dst.name for dst in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise UserError(f"{len(existing)} outputs exist already ({names} in {existing[0].parent}); pass --overwrite "
+                        "to replace them")
     for _, dst in pairs:
         if image_suffix(dst) not in SAVE_SUFFIXES:
             raise UserError(f"cannot write '{image_suffix(dst) or dst.name}' files (use one of "
@@ -220,8 +232,7 @@ def _fit_channels(pixels: np.ndarray, in_channels: int, src: Path) -> tuple[np.n
     """Fit an image to the model's channels; returns the pixels and whether to save gray back."""
     channels = pixels.shape[2]
     if channels == 3 and in_channels == 1:
-        print(f"exda restore: {src.name} is RGB but the model takes 1 channel; restoring its luma",
-              file=sys.stderr)
+        say(f"{src.name} is RGB but the model takes 1 channel; restoring its luma")
     return match_channels(pixels, in_channels), channels == 1 and in_channels == 3
 
 
@@ -235,6 +246,30 @@ def memory_budget(text: str | None) -> int:
         raise UserError(f"--max-memory must be a size like 2G, 512M or 3.5GiB, got {text!r}") from None
 
 
+def say(message: str) -> None:
+    """One line on stderr that never lands on a progress bar's line (tqdm clears and redraws the bars)."""
+    tqdm.write(f"exda restore: {message}", file=sys.stderr)
+
+
+def restore_image(
+    model: nn.Module, x: torch.Tensor, *, tile: int | None, overlap: int, budget: int, width: int = 64,
+    progress: bool = False, name: str = "the image", notify: Callable[[str], None] | None = None,
+) -> tuple[torch.Tensor, int | None]:
+    """Restore one 1 x C x H x W image in [0, 1], tiled when ``tile`` is set or when a whole pass would
+    exceed ``budget`` bytes (``notify`` gets one line saying so); returns the output clamped to [0, 1] (the
+    networks' own output overshoots slightly) and the tile size used (None: whole image). The memory rule
+    of ``exda restore``, ``exda serve`` and :func:`exda.restore`; ``width`` is the network's
+    full-resolution feature width."""
+    h, w = x.shape[-2:]
+    if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
+        overlap = min(overlap, tile // 2)  # a --tile-overlap meant for larger tiles must not break these
+        if notify is not None:
+            need = format_size(estimate_peak_bytes(width, h, w))
+            notify(f"{name} ({w}x{h}) would need about {need} in one pass, more than --max-memory "
+                   f"{format_size(budget)}; restoring in {tile} px tiles")
+    return restore(model, x, tile=tile, overlap=overlap, progress=progress).clamp(0, 1), tile
+
+
 def restore_file(
     model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, budget: int,
     in_channels: int = 3, width: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 95,
@@ -245,20 +280,15 @@ def restore_file(
     whole image)."""
     image = load_image(src, max_pixels=max_pixels)
     if image.nonfinite:
-        print(f"exda restore: {src.name} holds {image.nonfinite} NaN/Inf values; restored with them replaced "
-              "by the finite minimum (NaN, -Inf) or maximum (+Inf)", file=sys.stderr)
+        say(f"{src.name} holds {image.nonfinite} NaN/Inf values; restored with them replaced by the finite "
+            "minimum (NaN, -Inf) or maximum (+Inf)")
     if image.alpha is not None and image_suffix(dst) in (".jpg", ".jpeg"):
-        print(f"exda restore: {src.name} has an alpha channel, which JPEG cannot store; {dst.name} drops it",
-              file=sys.stderr)
+        say(f"{src.name} has an alpha channel, which JPEG cannot store; {dst.name} drops it")
     pixels, to_gray = _fit_channels(image.pixels, in_channels, src)
     x = to_tensor(pixels).unsqueeze(0)
-    h, w = x.shape[-2:]
-    if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
-        overlap = min(overlap, tile // 2)  # a --tile-overlap meant for larger tiles must not break these
-        need = format_size(estimate_peak_bytes(width, h, w))
-        print(f"exda restore: {src.name} ({w}x{h}) would need about {need} in one pass, more than "
-              f"--max-memory {format_size(budget)}; restoring in {tile} px tiles", file=sys.stderr)
-    restored = to_numpy(restore(model, x, tile=tile, overlap=overlap, progress=True)[0].clamp(0, 1))
+    out, tile = restore_image(model, x, tile=tile, overlap=overlap, budget=budget, width=width, progress=True,
+                              name=src.name, notify=say)
+    restored = to_numpy(out[0])
     if to_gray:
         restored = match_channels(restored, 1)
     try:
@@ -320,8 +350,8 @@ class _Models:
                 params = sum(p.numel() for p in net.parameters())
                 files = self.count[key]
                 used_for = f" for {files} file{'s' if files != 1 else ''}" if sum(self.count.values()) > 1 else ""
-                print(f"exda restore: default {key} model ({info['model_name']}, {params / 1e6:.2f}M parameters, "
-                      f"step {info['step']}; docs/model_card.md){used_for}", file=sys.stderr)
+                say(f"default {key} model ({info['model_name']}, {params / 1e6:.2f}M parameters, step "
+                    f"{info['step']}; docs/model_card.md){used_for}")
             precision = "bf16" if self.args.bf16 else self.args.precision
             self.loaded[key] = (inference_model(net, self.args.backend, precision), net)
         return self.loaded[key]
@@ -332,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
     check_tiling(args.tile, args.tile_overlap)
     max_pixels = parse_max_pixels(args.max_pixels)
     pairs = plan_outputs(args.input, args.output)
-    check_outputs(pairs, args.quality)
+    check_outputs(pairs, args.quality, args.overwrite)
     budget = memory_budget(args.max_memory)
     device = inference_device(args.device)
     kinds = [default_kind(image_suffix(src)) if args.model == "auto" else args.model for src, _ in pairs]

@@ -1,6 +1,6 @@
 """``exda train``: train a model from a YAML preset, on one process or under ``torchrun``.
 
-    exda train --config configs/tiny_deg3.yaml --set train.iters=200 --out runs/try
+    exda train --config configs/tiny_deg3.yaml --set train.iters=200 optim.lr=1e-4 --out runs/try
     exda train --config tiny_deg3 --out runs/try --resume --set train.iters=400
     torchrun --nproc_per_node=4 -m exda train --config configs/deg3.yaml
 """
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from exda.engine.config import load_config
+from exda.engine.distributed import context_from_env
+from exda.engine.run_lock import run_lock
 from exda.engine.trainer import train
 from exda.errors import UserError
 
@@ -22,8 +24,9 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True,
                         help="a YAML config, or a preset name in the repository's configs/ (tiny_deg3)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value (YAML syntax), e.g. --set optim.lr=1e-4; repeatable")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values (YAML syntax), e.g. --set optim.lr=1e-4 train.iters=200; "
+                             "repeatable")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default runs/<preset>-<timestamp>)")
     parser.add_argument("--resume", action="store_true",
@@ -51,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
     target = out / "config.yaml"
     if not args.resume and target.exists() and target.resolve() == config_path.resolve():
         raise UserError(f"--config {config_path} lies in --out and would be overwritten; copy it elsewhere")
-    train(config, out, resume=args.resume)
+    with run_lock(out, enabled=context_from_env().is_main):  # a second exda train on this --out refuses
+        train(config, out, resume=args.resume)
     return 0

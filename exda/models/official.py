@@ -19,6 +19,7 @@ exda's own safetensors checkpoints. Foreign files are read with ``torch.load(wei
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from exda.engine.file_kind import EXPECTED, sniff
 from exda.errors import UserError
 
 StateDict = dict[str, torch.Tensor]
@@ -41,6 +43,9 @@ OFFICIAL_CONFIGS: dict[str, ConfigReader] = {}
 # weights under params_ema; Lightning under state_dict; others under model / model_state_dict).
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
 _PREFIXES = ("module.", "net.", "model.")
+# What torch's weights-only unpickler names when a pickle asks for code: a global, a class, a function.
+_CODE_IN_PICKLE = re.compile(r"GLOBAL ([\w.]+)|Unsupported class ([\w.]+)|unrecognized function ([\w.]+)"
+                             r"|but got <class '([\w.]+)'>")
 
 
 def official_mapping(*arch_names: str) -> Callable[[Mapping], Mapping]:
@@ -114,20 +119,28 @@ def _strip_prefixes(state: StateDict) -> StateDict:
 def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
     """The network's state dict in any supported file, and a word on where it came from.
 
-    exda checkpoints give their EMA weights when present; ``.pth``/``.ckpt`` files are unpickled with
-    ``weights_only=True``, so a file that needs code to load is refused with one line.
+    The file's content, not its name, picks the reader: safetensors (exda checkpoints give their EMA
+    weights when present), else ``torch.load(weights_only=True)``, so a file that needs code to load is
+    refused with one line; files neither can read (text, HTML, truncated) are named by
+    :func:`exda.engine.file_kind.sniff` before any reader runs.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
+    from exda.engine.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(path)  # missing, a folder, text, HTML, empty, truncated: one line
+    found = sniff(path)
+    if found.kind == "safetensors":
         from safetensors.torch import load_file
+
+        from exda.engine.checkpoint import FORMAT
+
+        if "model_name" in found.metadata and found.metadata.get("format") != FORMAT:
+            raise UserError(f"{path} is an exda checkpoint of unknown format {found.metadata.get('format')!r} "
+                            f"(damaged, or written by another exda version); expected {FORMAT!r}")
 
         try:
             state = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise UserError(f"{path} is not a readable safetensors file ({type(err).__name__})") from err
+        except Exception as err:  # noqa: BLE001 - the header passed sniff(); anything else is damage
+            raise UserError(f"{path} is a damaged safetensors file ({type(err).__name__}: {err})") from err
         if not state:
             raise UserError(f"{path} holds no tensors")
         groups = {p: {k[len(p) + 1:]: v for k, v in state.items() if k.startswith(p + ".")} for p in ("ema", "model")}
@@ -135,14 +148,20 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
             if group:
                 return group, prefix
         return _strip_prefixes(state), "top level"
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a file object, so torch.load reads by content: given a name ending in .safetensors it would not
+        with open(path, "rb") as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path} needs Python code to unpickle (a whole pickled model or custom classes); only "
-                        "tensor state dicts are loaded (torch.load weights_only=True): re-save it with "
-                        "torch.save(model.state_dict(), path)") from err
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__})") from err
+        code = _CODE_IN_PICKLE.search(str(err))
+        if code is None:  # the weights-only unpickler met an opcode it does not know: damage, not code
+            raise UserError(f"{path} is a damaged PyTorch checkpoint (its pickle does not parse); {EXPECTED}") from err
+        raise UserError(f"{path} is a pickle that needs code to load ({next(filter(None, code.groups()))}), which "
+                        "is never run: only tensors and plain containers are loaded (torch.load weights_only=True); "
+                        "re-save the weights with torch.save(model.state_dict(), path)") from err
+    except Exception as err:  # noqa: BLE001 - the unpickler meets damage as KeyError, IndexError, EOFError, ...
+        detail = " ".join(str(err).split())[:80]
+        raise UserError(f"{path} is a damaged or truncated PyTorch checkpoint ({type(err).__name__}: {detail}); "
+                        f"{EXPECTED}") from err
     return _unwrap(obj, path)
 
 
@@ -176,7 +195,7 @@ def _mapped(arch: str, state: StateDict) -> list[StateDict]:
     return out
 
 
-def infer_arch(state: StateDict) -> str:
+def infer_arch(state: StateDict, source: str | Path | None = None) -> str:
     """The one registered architecture with an official mapping whose model takes ``state`` exactly
     (key set and every shape; models built on the meta device, so nothing is allocated)."""
     from exda.models.registry import list_models
@@ -192,10 +211,12 @@ def infer_arch(state: StateDict) -> str:
             found.append(arch)
     if not found:
         known = ", ".join(sorted(OFFICIAL_MAPPINGS))
-        raise UserError(f"the weights ({len(state)} tensors, e.g. {next(iter(state))!r}) fit none of the "
+        where = f"{source} holds weights" if source is not None else "the weights"
+        raise UserError(f"{where} ({len(state)} tensors, e.g. {next(iter(state))!r}) of none of the "
                         f"architectures with an official mapping ({known}); name one with --arch")
     if len(found) > 1:
-        raise UserError(f"the weights fit several architectures ({', '.join(found)}); choose one with --arch")
+        where = f"the weights in {source}" if source is not None else "the weights"
+        raise UserError(f"{where} fit several architectures ({', '.join(found)}); choose one with --arch")
     return found[0]
 
 
@@ -215,7 +236,7 @@ def load_pretrained(path: str | Path, arch: str | None = None) -> nn.Module:
         return load_checkpoint_or_pretrained(path, arch=arch)[0]
     state, container = read_state_dict(path)
     if arch is None:
-        arch = infer_arch(state)
+        arch = infer_arch(state, path)
     elif arch not in list_models():
         raise UserError(f"unknown model {arch!r}; known: {', '.join(list_models())}")
     model = _build(arch, state)
