@@ -124,6 +124,12 @@ def reliability_claims() -> tuple[str, ...]:
     return tuple(str(x) for x in figures)
 
 
+def bad_checkpoint_claims() -> tuple[str, ...]:
+    """The README's bad-checkpoint figures, from benchmarks/results/robustness.json."""
+    found = load("robustness.json")["checkpoints"]
+    return tuple(str(x) for x in (found["kinds"], found["ok"], found["pairs"], found["tracebacks"]))
+
+
 def token_reading(name: str, net: str = "init") -> dict:
     """One reading's row of benchmarks/results/token_options.json, per size: {64: {...}, 128: ..., 512: ...}."""
     row = load("token_options.json")["readings"][name]
@@ -244,9 +250,12 @@ CLAIMS: dict[str, Claim] = {
                      r"(\d+) tracebacks.*?The (\d+) that fit in a folder, as one folder: (\d+) restored, "
                      r"(\d+) failed.*?exit status (\d+), (\d+) good outputs lost, (\d+) inputs overwritten.*?"
                      r"killed (\d+) times \((\d+) during a checkpoint\s+write\).*?: (\d+) of (\d+) resumes "
-                     r"succeeded, (\d+) complete checkpoints lost.*?(\d+) checkpoints damaged on purpose.*?: "
+                     r"succeeded, (\d+) complete checkpoints lost.*?(\d+) checkpoints? damaged on purpose.*?: "
                      r"(\d+) of \d+ detected",
         lambda: reliability_claims()),
+    "readme bad checkpoints": (
+        "README.md", r"\*\*Bad checkpoints\.\*\* (\d+) kinds.*?: (\d+) of (\d+) pairs answered.*?, (\d+) tracebacks",
+        lambda: bad_checkpoint_claims()),
     "design token options": (
         "docs/design.md", r"gives them back for only (\d+)% of sizes 4-1024.*?\((\d+)% of the map's variation.*?"
                           r"\(entropy ([\d.]+) of ln 16, largest weight ([\d.]+) vs 0.0625 at initialisation; "
