@@ -154,13 +154,11 @@ def test_every_command_answers_every_bad_checkpoint_in_one_line(files, command, 
 
 def test_serve_loader_answers_bad_checkpoints_in_one_line(files) -> None:
     pytest.importorskip("gradio")
-    from exda.engine.serve import Restorer
+    from exda.engine.serve import Models
 
-    restorer = Restorer(None, 1 << 30, "fp32", torch.device("cpu"))
-    source = files["text"].parent / "in.png"
-    for kind, bad in files.items():
+    for kind, bad in files.items():  # serve loads --checkpoint fully at start, through the shared loader
         with pytest.raises(UserError) as err:
-            restorer.model_for(source, str(bad))
+            Models(bad, None, "fp32", torch.device("cpu"))
         assert "\n" not in str(err.value) and bad.name in str(err.value), kind
     assert not CODE_MARKER.exists()
 

@@ -232,6 +232,10 @@ CLAIMS: dict[str, Claim] = {
                  *design_table_row("promptir"),
                  *design_table_row("exda_promptir"), pct(model("exda_promptir")["params_overhead_pct"]),
                  pct(model("exda_promptir")["flops_overhead_pct"]))),
+    "experiments twin cost": (
+        "docs/experiments.md", r"Cost, measured so far: \+([\d.]+)% parameters and \+([\d.]+)% FLOPs at 256x256",
+        lambda: (pct(model("exda_restormer_tiny")["params_overhead_pct"]),
+                 pct(model("exda_restormer_tiny")["flops_overhead_pct"], 1))),
     "design wall-clock": (
         "docs/design.md", r"exda_restormer / restormer = ([\d.]+) \(fp32\) and ([\d.]+) \(bf16\);\s+"
                           r"exda_promptir / promptir = ([\d.]+) and ([\d.]+); peak memory \+(\d+)% \(fp32\) to "
@@ -375,3 +379,13 @@ def test_experiments_tables_are_the_results_files(rows: Callable[[], list[str]])
     text = document("docs/experiments.md")
     for row in rows():
         assert row in text, f"docs/experiments.md lacks (or quotes differently) the results row: {row}"
+
+
+def test_training_doc_size_table_matches_its_results_file() -> None:
+    """docs/training.md's model-size rows: params, patch x batch, steps, the mid-run and final mean PSNR."""
+    text = document("docs/training.md")
+    for row in load("model_size.json")["rows"]:
+        mid = row["curve"][1]
+        cells = (f"| {row['params']:,} | {row['patch']} x {row['batch']} | {row['steps']} | "
+                 f"{mid['mean_psnr']:.2f} ({mid['hours']:.2f} h) / {row['final_mean_psnr']:.2f} |")
+        assert cells in text, f"docs/training.md lacks (or quotes differently) {row['name']}: {cells}"
