@@ -384,3 +384,16 @@ def test_inexact_resume_continues_with_another_batch(tmp_path: Path) -> None:
     assert state["step"] == 4 and state["train_state"]["epoch"] == 1 and state["train_state"]["position"] == 2
     assert "new data order (train.resume_exact=false): data.batch_size (checkpoint 2, now 3)" in (
         tmp_path / "run" / "train.log").read_text()
+
+
+def test_keep_steps_keeps_the_ema_weights_at_those_steps(tmp_path: Path) -> None:
+    quick = {"val_every": 0, "ckpt_every": 0, "ema_decay": 0.5}
+    train(tiny_config(train={**quick, "iters": 3, "keep_steps": [2]}, optim={"schedule_iters": 3}), tmp_path / "a")
+    train(tiny_config(train={**quick, "iters": 2}, optim={"schedule_iters": 3}), tmp_path / "b")
+    kept = tmp_path / "a" / "checkpoints" / "step_2.safetensors"
+    assert sorted(p.name for p in kept.parent.glob("step_*")) == ["step_2.json", "step_2.safetensors"]
+    net, info = load_for_inference(kept)
+    assert info["step"] == 2 and not info["ema"]  # the EMA is the kept model itself
+    ema_at_2, _ = load_for_inference(tmp_path / "b")  # the same run stopped at step 2: its EMA
+    for a, b in zip(net.state_dict().values(), ema_at_2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -108,6 +108,9 @@ class TrainConfig:
     # CPU threads of this process (torch.set_num_threads); 0 = torch's default (one per core).
     threads: int = 0
     time_limit_minutes: float = 0.0  # stop (validate, save last) after this many minutes; 0 = no limit
+    # Also keep the inference weights (the EMA where there is one) at these steps as checkpoints/step_<N>:
+    # paired comparisons of runs at a fixed step, which last/best replace.
+    keep_steps: list[int] = field(default_factory=list)
     # --resume refuses a change to what fixes the batches (batch/patch size, data root, processes); false
     # continues weights, EMA, optimizer and schedule with a new data order (a GPU with a larger batch).
     resume_exact: bool = True

@@ -352,11 +352,13 @@ class Trainer:
                 f"{self.optimizer.param_groups[0]['lr']:.3e}"
             )
 
-    def _save(self, tag: str, metrics: dict[str, Any], with_state: bool) -> None:
-        """Write a checkpoint; ``last`` keeps the one it replaces as ``previous`` until it is complete."""
+    def _save(self, tag: str, metrics: dict[str, Any], with_state: bool, weights_only: bool = False) -> None:
+        """Write a checkpoint; ``last`` keeps the one it replaces as ``previous`` until it is complete.
+        ``weights_only`` writes just the inference weights (the EMA where there is one) as the model."""
+        model, ema = (self.ema or self.model, None) if weights_only else (self.model, self.ema)
         try:
             save_checkpoint(
-                self.run_dir / CHECKPOINT_DIR, tag, model=self.model, ema_model=self.ema,
+                self.run_dir / CHECKPOINT_DIR, tag, model=model, ema_model=ema,
                 config=self.config.to_dict(), step=self.step, metrics=metrics,
                 train_state=self._train_state() if with_state else None, keep_previous=with_state,
             )
@@ -535,6 +537,8 @@ class Trainer:
                         self._save("best", metrics, with_state=False)
                 if self.ctx.is_main and self._due(train.ckpt_every, last):
                     self._save("last", metrics, with_state=True)
+                if self.ctx.is_main and self.step in train.keep_steps:
+                    self._save(f"step_{self.step}", metrics, with_state=False, weights_only=True)
                 now = time.monotonic()  # validation and saving count as the run's time too
                 self.train_seconds += now - clock
                 clock = now
