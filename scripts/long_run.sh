@@ -35,8 +35,8 @@ run_sets() {  # the --set flags of run $1 -> SETS
         default_photo) SETS+=(--set "train.keep_steps=[3000, 10000]") ;;
         default_photo_plain) SETS+=(--set "$plain" --set train.iters=10000 --set optim.schedule_iters=30000
                                     --set "train.keep_steps=[3000, 10000]") ;;
-        default_photo_seed1) SETS+=(--set train.seed=1 "${short[@]}") ;;
-        default_photo_plain_seed1) SETS+=(--set "$plain" --set train.seed=1 "${short[@]}") ;;
+        default_photo_seed1) SETS+=(--set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
+        default_photo_plain_seed1) SETS+=(--set "$plain" --set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
         default_photo_value_only) SETS+=(--set "model.kwargs={global_token: 'off'}" "${short[@]}") ;;
         default_photo_token_only) SETS+=(--set "model.kwargs={value_transform: 'off'}" "${short[@]}") ;;
         *) echo "unknown run $1" >&2; exit 2 ;;

@@ -397,3 +397,14 @@ def test_keep_steps_keeps_the_ema_weights_at_those_steps(tmp_path: Path) -> None
     ema_at_2, _ = load_for_inference(tmp_path / "b")  # the same run stopped at step 2: its EMA
     for a, b in zip(net.state_dict().values(), ema_at_2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_val_seed_fixes_the_validation_set_across_training_seeds(tmp_path: Path) -> None:
+    def val_items(seed: int, val_seed: int | None) -> list[torch.Tensor]:
+        config = tiny_config(train={"seed": seed}, data={"val_seed": val_seed})
+        trainer = Trainer(config, tmp_path / f"{seed}_{val_seed}", torch.device("cpu"), DistContext())
+        return [trainer.val_set[i]["lq"] for i in range(len(trainer.val_set))]
+
+    fixed = [val_items(seed, 0) for seed in (0, 1)]
+    assert all(torch.equal(a, b) for a, b in zip(*fixed, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(val_items(1, None), fixed[0], strict=True))

@@ -57,6 +57,7 @@ class DataConfig:
     val_degradations: list[str] | None = None  # None = same as degradations
     val_patch_size: int | None = None  # crop validation images (fixed per item); None = whole images
     val_max_items: int = 50  # evenly spaced over the tasks; 0 = no validation
+    val_seed: int | None = None  # the validation degradations' seed; None = train.seed (fix it to compare seeds)
     # Progressive patch training: stages run in order and replace patch_size/batch_size; the last one
     # runs on to train.iters, so the stages' iters need not sum to it. Empty = one stage, as above.
     progressive: list[PatchStage] = field(default_factory=list)

@@ -248,7 +248,7 @@ class Trainer:
         build = partial(
             build_dataset, data.val_layout or data.layout, data.val_root or data.root, "val",
             degradations=tuple(degradations), patch_size=data.val_patch_size, in_channels=data.in_channels,
-            seed=train.seed, strength=data.strength,
+            seed=train.seed if data.val_seed is None else data.val_seed, strength=data.strength,
         )
         dataset = build()
         # A shorter length takes items evenly spaced over the set, so every task stays in the subset.
