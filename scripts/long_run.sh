@@ -70,51 +70,57 @@ launch_slots() {  # extra flags for every run
     echo "slot B (${SLOT_B[*]}): pid $!; logs in $RUNS/<run>/train.log"
 }
 
-case "${1:-}" in
-    start)
-        mkdir -p "$RUNS"
-        "$PY" scripts/photo_pool.py "$POOL"
-        launch_slots
-        ;;
-    resume)
-        shift
-        echo 0 > /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo "note: could not turn off autogroup scheduling"
-        mkdir -p "$RUNS"
-        "$PY" scripts/photo_pool.py "$POOL"
-        for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
-            if [[ -f "training/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
-                "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
-            fi
-        done
-        launch_slots "$@"
-        ;;
-    slot)  # internal: one slot's runs in order (launch_slots starts it in the background)
-        shift
-        run_slot "$@"
-        ;;
-    pack)
-        for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
-            [[ -f "$RUNS/$name/checkpoints/last.json" ]] || continue
-            final=()  # a finished run of slot B is over: its logs and kept steps stay, its resume state goes
-            [[ "$name" != default_photo ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
-            "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "training/$name"
-        done
-        echo "now: git add -A training && git commit -m 'Long run state at ...'"
-        ;;
-    status)
-        for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
-            [[ -f "$RUNS/$name/train.log" ]] || continue
-            echo "== $name$(finished "$name" && echo ' (finished)')"
-            grep "s/step" "$RUNS/$name/train.log" | tail -n 1 || true
-            grep "validation, mean PSNR" "$RUNS/$name/train.log" | tail -n 1 || true
-        done
-        ;;
-    stop)  # the slot loops first, or slot B would start its next run
-        pkill -f "long_run.sh slot" || true
-        pkill -f "exda train --config default_photo --out $RUNS/" || true
-        ;;
-    *)
-        sed -n 2,19p "$0"
-        exit 2
-        ;;
-esac
+main() {
+    case "${1:-}" in
+        start)
+            mkdir -p "$RUNS"
+            "$PY" scripts/photo_pool.py "$POOL"
+            launch_slots
+            ;;
+        resume)
+            shift
+            echo 0 > /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo "note: could not turn off autogroup scheduling"
+            mkdir -p "$RUNS"
+            "$PY" scripts/photo_pool.py "$POOL"
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+                if [[ -f "training/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
+                    "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
+                fi
+            done
+            launch_slots "$@"
+            ;;
+        slot)  # internal: one slot's runs in order (launch_slots starts it in the background)
+            shift
+            run_slot "$@"
+            ;;
+        pack)
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+                [[ -f "$RUNS/$name/checkpoints/last.json" ]] || continue
+                final=()  # a finished run of slot B is over: its logs and kept steps stay, its resume state goes
+                [[ "$name" != default_photo ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
+                "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "training/$name"
+            done
+            echo "now: git add -A training && git commit -m 'Long run state at ...'"
+            ;;
+        status)
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+                [[ -f "$RUNS/$name/train.log" ]] || continue
+                echo "== $name$(finished "$name" && echo ' (finished)')"
+                grep "s/step" "$RUNS/$name/train.log" | tail -n 1 || true
+                grep "validation, mean PSNR" "$RUNS/$name/train.log" | tail -n 1 || true
+            done
+            ;;
+        stop)  # the slot loops first, or slot B would start its next run
+            pkill -f "long_run.sh slot" || true
+            pkill -f "exda train --config default_photo --out $RUNS/" || true
+            ;;
+        *)
+            sed -n 2,19p "$0"
+            exit 2
+            ;;
+    esac
+}
+
+# One line, parsed whole before it runs: a slot that runs for hours never reads this file again, so editing
+# the script does not disturb the runs.
+main "$@"; exit $?
