@@ -15,7 +15,8 @@
 #   slot A: default_photo, the ExDA default model, seed 0, to train.iters.
 #   slot B, one run after another, all with the same recipe and a constant learning rate up to their end
 #   (optim.schedule_iters=30000): the plain twin (both primitives off, seed 0) to 10,000 steps; then
-#   3,000 steps each of seed 1 of both networks and of each primitive alone (seed 0) (docs/experiments.md).
+#   3,000 steps each of seed 1 of both networks, of ExDA on the small pool (the 27 training photos of the old
+#   pool's sources: does the wider pool help?) and of each primitive alone (seed 0) (docs/experiments.md).
 #   Every run keeps its EMA weights at steps 3,000 and 10,000 (train.keep_steps) for paired comparisons.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,10 @@ RUNS="${EXDA_RUNS:-$HOME/exda-runs}"
 POOL="${EXDA_POOL:-$HOME/.cache/exda/photo-pool-v2}"
 PY="${PYTHON:-.venv/bin/python}"
 SLOT_A=(default_photo)
-SLOT_B=(default_photo_plain default_photo_seed1 default_photo_plain_seed1 default_photo_value_only
-        default_photo_token_only)
+SMALL_POOL="${EXDA_SMALL_POOL:-$HOME/.cache/exda/photo-pool-small}"
+SMALL_SOURCES=(pypi:scikit-image pypi:scikit-learn debian:opencv-doc)  # where the old 32-photo pool came from
+SLOT_B=(default_photo_plain default_photo_seed1 default_photo_plain_seed1 default_photo_pool_small
+        default_photo_value_only default_photo_token_only)
 
 run_sets() {  # the --set flags of run $1 -> SETS
     local plain="model.kwargs={value_transform: 'off', global_token: 'off'}"
@@ -37,6 +40,7 @@ run_sets() {  # the --set flags of run $1 -> SETS
                                     --set "train.keep_steps=[3000, 10000]") ;;
         default_photo_seed1) SETS+=(--set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
         default_photo_plain_seed1) SETS+=(--set "$plain" --set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
+        default_photo_pool_small) SETS+=(--set "data.root=$SMALL_POOL/train" "${short[@]}") ;;
         default_photo_value_only) SETS+=(--set "model.kwargs={global_token: 'off'}" "${short[@]}") ;;
         default_photo_token_only) SETS+=(--set "model.kwargs={value_transform: 'off'}" "${short[@]}") ;;
         *) echo "unknown run $1" >&2; exit 2 ;;
@@ -75,6 +79,7 @@ main() {
         start)
             mkdir -p "$RUNS"
             "$PY" scripts/photo_pool.py "$POOL"
+            "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
             launch_slots
             ;;
         resume)
@@ -82,6 +87,7 @@ main() {
             echo 0 > /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo "note: could not turn off autogroup scheduling"
             mkdir -p "$RUNS"
             "$PY" scripts/photo_pool.py "$POOL"
+            "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
             for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
                 if [[ -f "training/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
                     "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
@@ -115,7 +121,7 @@ main() {
             pkill -f "exda train --config default_photo --out $RUNS/" || true
             ;;
         *)
-            sed -n 2,19p "$0"
+            awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"  # the header above
             exit 2
             ;;
     esac

@@ -1,6 +1,6 @@
 """Build the offline pool of clean photos that trains and validates the default photo model.
 
-    python scripts/photo_pool.py DEST [--dead-leaves N] [--seed S] [--sheet SHEET.png]
+    python scripts/photo_pool.py DEST [--dead-leaves N] [--seed S] [--sheet SHEET.png] [--sources PREFIX ...]
         ->  DEST/train/*.png    photos of the manifest's train split (+ dead_leaves_XXXX.png when asked)
             DEST/heldout/*.png  the validation photos, never trained on
             DEST/pool.json      what was written, from which source bytes (lets a rerun skip finished work)
@@ -16,6 +16,7 @@ one line and skipped; the summary lists what was built and the exit status is 1 
 
 ``--dead-leaves N`` adds N synthetic dead-leaves images (exda.data.dead_leaves; 512 x 512, colours
 sampled from the train photos) to DEST/train; the same seed and photos give the same files.
+``--sources`` builds a pool from some sources only (a smaller pool, to measure what the whole one brings).
 ``--sheet`` writes a contact sheet of all photos, the held-out ones framed in red.
 """
 
@@ -124,11 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-leaves", type=int, default=0, metavar="N", help="add N dead-leaves images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dead-leaves images (default 0)")
     parser.add_argument("--sheet", type=Path, help="also write a contact sheet of the photos to this PNG")
+    parser.add_argument("--sources", nargs="+", metavar="PREFIX",
+                        help="only the photos whose source starts with one of these, e.g. pypi:scikit-image")
     args = parser.parse_args(argv)
     if args.dead_leaves < 0:
         parser.error("--dead-leaves must be >= 0")
     start = time.monotonic()
     photos, max_side = load_manifest(MANIFEST)
+    if args.sources:
+        photos = [photo for photo in photos if photo.source.startswith(tuple(args.sources))]
     dest = args.dest.expanduser()
     try:
         record = _read_record(dest)
