@@ -26,8 +26,8 @@ from exda.baselines import method_available
 from exda.data.samples import load_sample, sample_names
 from exda.engine.checkpoint import load_for_inference
 from exda.engine.demo import DEMO_DEGRADATIONS, DEMO_SEED, compare, save_grid, to_markdown
-from exda.engine.fast import optimize_for_inference
-from exda.engine.pretrained import default_checkpoint
+from exda.inference.fast import optimize_for_inference
+from exda.inference.pretrained import default_checkpoint
 
 MEDICAL_DEGRADATIONS = ("clean", "mri", "mri_undersample", "ct", "pet")
 RESULTS = Path(__file__).resolve().parent / "results"

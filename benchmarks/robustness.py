@@ -481,8 +481,8 @@ def _checkpoint_argv(command: str, bad: Path, work: Path, config: Path, image: P
 
 def _serve_line(bad: Path, image: Path) -> tuple[int, str, str | None]:
     """``exda serve``'s page loader on ``bad``: (2 and the message it shows, or 0), no CLI involved."""
-    from exda.engine.serve import Restorer
     from exda.errors import UserError
+    from exda.inference.serve import Restorer
 
     try:
         Restorer(None, 1 << 30, "fp32", torch.device("cpu")).model_for(image, str(bad))

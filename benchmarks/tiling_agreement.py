@@ -19,7 +19,7 @@ import torch
 
 from exda.data import build_dataset
 from exda.engine.checkpoint import load_for_inference
-from exda.engine.tiling import restore
+from exda.inference.tiling import restore
 from exda.metrics import psnr
 
 

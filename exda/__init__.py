@@ -5,8 +5,8 @@ image (:func:`restore`, as ``exda restore`` does); :func:`optimize_for_inference
 fast inference path.
 """
 
-from exda.engine.api import restore
-from exda.engine.fast import optimize_for_inference
+from exda.inference.api import restore
+from exda.inference.fast import optimize_for_inference
 from exda.models import create_model, list_models
 from exda.models.official import load_pretrained
 

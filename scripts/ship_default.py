@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from exda.engine.checkpoint import load_for_inference, save_checkpoint
-from exda.engine.pretrained import DEFAULT_MODELS, WEIGHTS_DIR
+from exda.inference.pretrained import DEFAULT_MODELS, WEIGHTS_DIR
 
 
 def main(run: Path, kind: str) -> None:

@@ -14,7 +14,7 @@ import exda
 from exda.cli import main
 from exda.data.io import load_image, save_image
 from exda.engine.checkpoint import load_for_inference, save_checkpoint
-from exda.engine.tiling import restore
+from exda.inference.tiling import restore
 
 RNG = np.random.default_rng(0)
 
@@ -28,7 +28,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_top_level_names() -> None:
-    assert exda.optimize_for_inference is exda.engine.fast.optimize_for_inference
+    assert exda.optimize_for_inference is exda.inference.fast.optimize_for_inference
     assert {"restore", "optimize_for_inference"} <= set(exda.__all__)
 
 

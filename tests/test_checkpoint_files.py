@@ -3,7 +3,7 @@
 Text, HTML, empty, truncated or byte-flipped safetensors, a folder, pickles holding classes or code
 (never run), random bytes, a Git LFS pointer, and valid weights of an architecture exda does not have,
 each given to ``restore``, ``eval``, ``export``, ``analyze``, ``demo``, ``convert``, ``train --resume``
-and to ``exda serve``'s loader (:class:`exda.engine.serve.Restorer`, which shares the checkpoint code).
+and to ``exda serve``'s loader (:class:`exda.inference.serve.Restorer`, which shares the checkpoint code).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from torch import nn
 import exda
 from exda.cli import main
 from exda.engine.checkpoint import FORMAT, file_digest, load_for_inference, save_checkpoint
-from exda.engine.file_kind import sniff
 from exda.engine.run_lock import LOCK_NAME
 from exda.errors import UserError
+from exda.file_kind import sniff
 
 CODE_MARKER = Path("/tmp/exda_test_checkpoint_code_ran")
 
@@ -154,7 +154,7 @@ def test_every_command_answers_every_bad_checkpoint_in_one_line(files, command, 
 
 def test_serve_loader_answers_bad_checkpoints_in_one_line(files) -> None:
     pytest.importorskip("gradio")
-    from exda.engine.serve import Models
+    from exda.inference.serve import Models
 
     for kind, bad in files.items():  # serve loads --checkpoint fully at start, through the shared loader
         with pytest.raises(UserError) as err:

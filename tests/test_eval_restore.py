@@ -20,13 +20,13 @@ import exda
 from exda.cli import main
 from exda.data.io import image_suffix, load_image, save_image, to_tensor
 from exda.data.samples import load_sample
-from exda.engine import pretrained
 from exda.engine.checkpoint import load_for_inference, resolve_checkpoint, save_checkpoint
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model, save_comparison_grid
-from exda.engine.fast import optimize_for_inference
-from exda.engine.pretrained import DEFAULT_MODELS, WEIGHTS_DIR, default_checkpoint, default_kind
-from exda.engine.tiling import restore
 from exda.errors import UserError
+from exda.inference import pretrained
+from exda.inference.fast import optimize_for_inference
+from exda.inference.pretrained import DEFAULT_MODELS, WEIGHTS_DIR, default_checkpoint, default_kind
+from exda.inference.tiling import restore
 from exda.metrics import psnr, ssim
 
 

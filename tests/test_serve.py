@@ -21,8 +21,8 @@ from exda.data.io import load_image, save_image, to_tensor  # noqa: E402
 from exda.data.samples import load_sample  # noqa: E402
 from exda.degradations import DegradationSampler  # noqa: E402
 from exda.engine.checkpoint import save_checkpoint  # noqa: E402
-from exda.engine.serve import CHECKPOINT_REFUSED, Models, ServeOptions, Server  # noqa: E402
 from exda.errors import UserError  # noqa: E402
+from exda.inference.serve import CHECKPOINT_REFUSED, Models, ServeOptions, Server  # noqa: E402
 from exda.metrics import psnr  # noqa: E402
 
 

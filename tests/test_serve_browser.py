@@ -45,9 +45,9 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
     from exda.data.samples import load_sample
     from exda.degradations import DegradationSampler
     from exda.engine.checkpoint import load_for_inference
-    from exda.engine.pretrained import default_checkpoint
-    from exda.engine.restore_cli import inference_model, restore_file
-    from exda.engine.serve import ServeOptions, Server
+    from exda.inference.pretrained import default_checkpoint
+    from exda.inference.restore_cli import inference_model, restore_file
+    from exda.inference.serve import ServeOptions, Server
 
     torch.set_num_threads(1)
     x = torch.from_numpy(np.ascontiguousarray(load_sample("coffee"))).permute(2, 0, 1)[None]

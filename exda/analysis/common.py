@@ -17,8 +17,8 @@ from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler, list_degradations
 from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
 from exda.engine.evaluate import finite_or_none
-from exda.engine.pretrained import default_checkpoint
 from exda.errors import UserError
+from exda.inference.pretrained import default_checkpoint
 from exda.layers import GlobalSpatialToken, NonlinearValue
 from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
 

@@ -29,8 +29,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from exda.atomic import atomic_write
-from exda.engine.file_kind import require_checkpoint_file, sniff
 from exda.errors import UserError
+from exda.file_kind import require_checkpoint_file, sniff
 from exda.layers.global_token import kwargs_as_trained, token_kwargs
 from exda.models import create_model
 

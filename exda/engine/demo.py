@@ -27,9 +27,9 @@ from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
 from exda.engine.checkpoint import load_for_inference
 from exda.engine.evaluate import finite_or_none
-from exda.engine.fast import optimize_for_inference
-from exda.engine.pretrained import default_checkpoint
-from exda.engine.tiling import restore
+from exda.inference.fast import optimize_for_inference
+from exda.inference.pretrained import default_checkpoint
+from exda.inference.tiling import restore
 
 DEMO_DEGRADATIONS: tuple[str, ...] = (
     "clean", "noise15", "noise25", "noise50", "rain", "haze", "motion_blur", "low_light", "snow", "underwater",

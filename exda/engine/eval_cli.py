@@ -12,8 +12,14 @@ from pathlib import Path
 from exda.data import LAYOUTS, build_dataset
 from exda.engine.checkpoint import load_checkpoint_or_pretrained, resolve_checkpoint
 from exda.engine.evaluate import evaluate_model
-from exda.engine.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
 from exda.errors import UserError
+from exda.inference.restore_cli import (
+    ARCH_HELP,
+    CHECKPOINT_HELP,
+    add_inference_arguments,
+    check_tiling,
+    inference_device,
+)
 from exda.metrics import SSIM_PROTOCOLS
 
 SAMPLES = "samples"  # --data value meaning the built-in sample photos

@@ -36,8 +36,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from exda.amp import autocast
 from exda.data import build_dataset, collate_restoration
-from exda.engine.amp import autocast
 from exda.engine.checkpoint import (
     latest_valid_checkpoint,
     load_state_into,

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from exda.engine.file_kind import EXPECTED, sniff
 from exda.errors import UserError
+from exda.file_kind import EXPECTED, sniff
 
 StateDict = dict[str, torch.Tensor]
 Mapping = Callable[[StateDict], StateDict]
@@ -122,7 +122,7 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
     The file's content, not its name, picks the reader: safetensors (exda checkpoints give their EMA
     weights when present), else ``torch.load(weights_only=True)``, so a file that needs code to load is
     refused with one line; files neither can read (text, HTML, truncated) are named by
-    :func:`exda.engine.file_kind.sniff` before any reader runs.
+    :func:`exda.file_kind.sniff` before any reader runs.
     """
     from exda.engine.checkpoint import resolve_checkpoint
 

@@ -5,7 +5,7 @@ default: photo; medical for DICOM / NIfTI), see input and output on a before/aft
 taken, and download the full-resolution result. Tab "Degrade and restore": apply any registered
 degradation with a seed to a clean image, restore it, and read PSNR / SSIM against the clean image.
 
-Both tabs restore through :func:`exda.engine.restore_cli.restore_file`, the code path of ``exda
+Both tabs restore through :func:`exda.inference.restore_cli.restore_file`, the code path of ``exda
 restore``: same loading (8/16-bit, alpha), same bounded memory (automatic tiling above
 ``--max-memory``), same output format. What makes the page safe to share:
 
@@ -14,7 +14,7 @@ restore``: same loading (8/16-bit, alpha), same bounded memory (automatic tiling
   while the server runs, and the whole folder on exit (Ctrl-C, SIGTERM, SIGHUP);
 - messages name files by their name only, never by a path on the server;
 - ``--max-pixels`` refuses large images from their header, ``--time-limit`` stops long restorations;
-- large images wait in their own lane (:mod:`exda.engine.serve_lanes`), and a restoration stops for real
+- large images wait in their own lane (:mod:`exda.inference.serve_lanes`), and a restoration stops for real
   when its request is cancelled (the Stop button);
 - ``--checkpoint`` is loaded completely at start; the page can name a checkpoint only with
   ``--allow-checkpoints DIR``, and then only inside DIR, with one message for every refusal.
@@ -54,9 +54,10 @@ from exda.data.io import TooManyPixels, image_stem, image_suffix, load_image, sa
 from exda.data.transforms import match_channels
 from exda.degradations import DegradationSampler, list_degradations
 from exda.engine.checkpoint import load_checkpoint_or_pretrained, resolve_checkpoint
-from exda.engine.memory import first_width, format_size
-from exda.engine.pretrained import default_checkpoint, default_kind
-from exda.engine.restore_cli import (
+from exda.errors import UserError
+from exda.inference.memory import first_width, format_size
+from exda.inference.pretrained import default_checkpoint, default_kind
+from exda.inference.restore_cli import (
     CHECKPOINT_HELP,
     inference_device,
     inference_model,
@@ -64,8 +65,7 @@ from exda.engine.restore_cli import (
     parse_max_pixels,
     restore_file,
 )
-from exda.engine.serve_lanes import Job, Lane, Lanes, check_running_job, install_stop_checks
-from exda.errors import UserError
+from exda.inference.serve_lanes import Job, Lane, Lanes, check_running_job, install_stop_checks
 from exda.metrics import psnr, ssim
 
 SERVE_MAX_PIXELS = 24_000_000  # e.g. 6000 x 4000; exda restore's default allows 179 megapixels

@@ -48,9 +48,9 @@ def restore(
     ``tile``, ``tile_overlap``, ``precision`` and ``device`` mean what they mean for ``exda restore``.
     """
     from exda.data.io import image_suffix, load_image
-    from exda.engine.memory import first_width
-    from exda.engine.pretrained import default_checkpoint, default_kind
-    from exda.engine.restore_cli import check_tiling, inference_device, memory_budget, restore_image
+    from exda.inference.memory import first_width
+    from exda.inference.pretrained import default_checkpoint, default_kind
+    from exda.inference.restore_cli import check_tiling, inference_device, memory_budget, restore_image
 
     check_tiling(tile, tile_overlap)
     budget = memory_budget(max_memory)
@@ -82,7 +82,7 @@ def restore(
 @functools.lru_cache(maxsize=4)
 def _cached(path: str, mtime_ns: int, precision: str, device: str) -> tuple[nn.Module, nn.Module]:
     from exda.engine.checkpoint import load_checkpoint_or_pretrained
-    from exda.engine.restore_cli import inference_model
+    from exda.inference.restore_cli import inference_model
 
     net, _ = load_checkpoint_or_pretrained(path, device=device)
     return inference_model(net, "torch", precision), net

@@ -6,7 +6,7 @@ image is tiled automatically (one line says so); ``--tile`` sets tiles by hand. 
 TIFF, grayscale or RGB; alpha is set aside and re-attached. Outputs keep the source precision (16-bit
 in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy`` stays ``.npy``), unless
 ``-o`` names a ``.jpg`` / ``.webp`` file (``--quality``). The model runs on the fast inference path
-(exda/engine/fast.py).
+(exda/inference/fast.py).
 
 Reliability: every output path is checked (supported type, writable folder, never an input, not an
 existing file unless ``--overwrite``) before any model runs; each output is written atomically. A folder
@@ -42,10 +42,11 @@ from exda.data.io import (
     to_tensor,
 )
 from exda.data.transforms import match_channels
-from exda.engine.backends import BACKENDS, build_backend
 from exda.engine.checkpoint import load_checkpoint_or_pretrained
-from exda.engine.fast import optimize_for_inference
-from exda.engine.memory import (
+from exda.errors import UserError
+from exda.inference.backends import BACKENDS, build_backend
+from exda.inference.fast import optimize_for_inference
+from exda.inference.memory import (
     default_budget,
     estimate_peak_bytes,
     first_width,
@@ -53,9 +54,8 @@ from exda.engine.memory import (
     parse_size,
     tile_for_budget,
 )
-from exda.engine.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
-from exda.engine.tiling import restore
-from exda.errors import UserError
+from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
+from exda.inference.tiling import restore
 
 _KEEP_SUFFIXES = (".tif", ".tiff", ".npy")
 CHECKPOINT_HELP = (

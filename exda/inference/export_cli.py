@@ -1,7 +1,7 @@
 """``exda export``: write a checkpoint (or a shipped default model) as an ONNX file with dynamic H and W.
 
 The file is checked twice before the command reports success: ``onnx.checker`` (in
-:func:`exda.engine.export.export_onnx`) and, where onnxruntime is installed, one restore of an odd-sized
+:func:`exda.inference.export.export_onnx`) and, where onnxruntime is installed, one restore of an odd-sized
 input compared with the PyTorch fp32 output (the PSNR between the two is printed).
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from exda.engine.checkpoint import load_for_inference
-from exda.engine.export import export_onnx
-from exda.engine.pretrained import DEFAULT_MODELS, default_checkpoint
 from exda.errors import UserError
+from exda.inference.export import export_onnx
+from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint
 from exda.metrics import psnr
 
 FORMATS = ("onnx",)
