@@ -21,6 +21,7 @@ exda's own checkpoints.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from collections.abc import Callable
@@ -164,11 +165,16 @@ def official_kwargs(arch: str, state: StateDict) -> dict[str, Any]:
     return OFFICIAL_CONFIGS[arch](state) if arch in OFFICIAL_CONFIGS else {}
 
 
-def _build(arch: str, state: StateDict, device: str | torch.device | None = None) -> nn.Module:
-    if device is None:
-        return create_model(arch, **official_kwargs(arch, state))
-    with torch.device(device):
-        return create_model(arch, **official_kwargs(arch, state))
+@functools.cache
+def _expected_shapes(arch: str, kwargs: tuple[tuple[str, Any], ...]) -> dict[str, tuple[int, ...]]:
+    """The state dict shapes of ``create_model(arch, **dict(kwargs))``, from a model built on the meta device
+    (nothing allocated); kept, as :func:`infer_arch` asks for every architecture each time. Read only."""
+    try:
+        with torch.device("meta"):
+            model = create_model(arch, **dict(kwargs))
+    except (UserError, RuntimeError, NotImplementedError):
+        model = create_model(arch, **dict(kwargs))
+    return _shapes(model)
 
 
 def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -197,10 +203,7 @@ def infer_arch(state: StateDict, source: str | Path | None = None) -> str:
     list_models()  # import every family, so its mappings are registered
     found = []
     for arch in sorted(OFFICIAL_MAPPINGS):
-        try:
-            expected = _shapes(_build(arch, state, device="meta"))
-        except (UserError, RuntimeError, NotImplementedError):
-            expected = _shapes(_build(arch, state))
+        expected = _expected_shapes(arch, tuple(sorted(official_kwargs(arch, state).items())))
         if any(_fits(expected, mapped) for mapped in _mapped(arch, state)):
             found.append(arch)
     if not found:
