@@ -15,8 +15,8 @@ import torch.nn.functional as F
 import exda
 from exda.data.io import to_tensor
 from exda.data.samples import load_sample
-from exda.engine.backends import BACKENDS, available_backends, build_backend
 from exda.errors import UserError
+from exda.inference.backends import BACKENDS, available_backends, build_backend
 from exda.layers.global_token import grid_pool, nearest_resize
 from exda.metrics import psnr
 from exda.models.unet import pad_to_multiple

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from exda.data.samples import load_sample
-from exda.engine.checkpoint import load_for_inference
+from exda.inference.loader import load_network
 from exda.layers import GlobalSpatialToken, LayerNorm2d, TokenOptions, TransposedAttention
 from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
 
@@ -116,9 +116,9 @@ def test_checkpoints_record_token_options_and_old_ones_keep_the_first_reading(tm
     shipped = "exda/weights/exda_photo.safetensors"
     with safe_open(shipped, "pt") as f:
         assert "token_upsample" not in f.metadata()["model_kwargs"]  # saved before the options existed
-    model, info = load_for_inference(shipped)
+    model, info = load_network(shipped)
     assert token_kwargs(model) == {"token_grid": 4, **LEGACY_TOKEN_KWARGS}
-    assert {k: info["model_kwargs"][k] for k in LEGACY_TOKEN_KWARGS} == LEGACY_TOKEN_KWARGS
+    assert {k: info.kwargs[k] for k in LEGACY_TOKEN_KWARGS} == LEGACY_TOKEN_KWARGS
     # the shipped photo model's output, pinned before the token options were added (2026-11-28)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -128,6 +128,6 @@ def test_checkpoints_record_token_options_and_old_ones_keep_the_first_reading(tm
 
     fresh = exda.create_model("exda_restormer_test", token_softmax="standardized")
     path = save_checkpoint(tmp_path, "last", model=fresh, config={}, step=3, metrics={}, train_state=None)
-    reloaded, info = load_for_inference(path)
+    reloaded, info = load_network(path)
     assert token_kwargs(reloaded) == token_kwargs(fresh)
-    assert info["model_kwargs"]["token_softmax"] == "standardized"
+    assert info.kwargs["token_softmax"] == "standardized"

@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from exda.data.io import save_image
 from exda.engine import train_cli
-from exda.engine.checkpoint import file_digest, load_for_inference, load_training_state
+from exda.engine.checkpoint import load_training_state
 from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
 from exda.engine.distributed import DistContext
 from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
@@ -31,6 +31,8 @@ from exda.engine.trainer import (
     warmup_stable_decay,
 )
 from exda.errors import UserError
+from exda.inference.checkpoint_format import file_digest
+from exda.inference.loader import load_network
 
 TINY: dict[str, Any] = {
     "model": {"name": "exda_restormer_test"},
@@ -77,16 +79,16 @@ def test_short_run_writes_complete_checkpoints(short_run: Path) -> None:
 
 
 def test_checkpoint_loads_for_inference(short_run: Path) -> None:
-    model, info = load_for_inference(short_run / "checkpoints" / "best.safetensors")
-    assert info["model_name"] == "exda_restormer_test" and info["ema"] and info["step"] == 2
-    assert set(info["metrics"]["per_task"]) == {"noise25", "rain"}
+    model, info = load_network(short_run / "checkpoints" / "best.safetensors")
+    assert info.arch == "exda_restormer_test" and info.ema and info.step == 2
+    assert set(info.metrics["per_task"]) == {"noise25", "rain"}
     assert not model.training
     x = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
-    raw, raw_info = load_for_inference(short_run, use_ema=False)  # a run folder resolves to last
-    assert not raw_info["ema"] and raw_info["path"].name == "last.safetensors"
+    raw, raw_info = load_network(short_run, use_ema=False)  # a run folder resolves to last
+    assert not raw_info.ema and raw_info.path.name == "last.safetensors"
     assert not torch.equal(next(raw.parameters()), next(model.parameters()))
 
 
@@ -284,8 +286,8 @@ def test_channels_last_is_a_memory_layout_not_other_maths(tmp_path: Path) -> Non
             path = run / "checkpoints" / f"{tag}.safetensors"
             with safe_open(str(path), framework="pt") as f:
                 assert all(f.get_tensor(key).is_contiguous() for key in f.keys())
-            model, info = load_for_inference(path)
-            assert info["step"] == 2 and info["ema"]
+            model, info = load_network(path)
+            assert info.step == 2 and info.ema
             with torch.no_grad():
                 outputs[channels_last, tag] = model(x)
     for tag in ("best", "last"):

@@ -36,11 +36,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from exda.amp import autocast
 from exda.data import build_dataset, collate_restoration
-from exda.engine.amp import autocast
 from exda.engine.checkpoint import (
     latest_valid_checkpoint,
-    load_state_into,
     load_training_state,
     remove_stale_temp_files,
     save_checkpoint,
@@ -56,6 +55,7 @@ from exda.engine.distributed import (
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
 from exda.engine.losses import build_loss
 from exda.errors import UserError
+from exda.inference.checkpoint_format import load_state_into
 from exda.layers.global_token import kwargs_as_trained, token_kwargs
 from exda.models import create_model
 

@@ -173,7 +173,7 @@ class Histoformer(UNet):
     multiple of 8 as the official test script does, then cropped back)."""
 
     # Sorting pixels by value makes the output jump on tiny input changes (the official code too), so
-    # bf16 rounding moves it by whole grey levels: the fast path keeps it in fp32 (exda/engine/fast.py).
+    # bf16 rounding moves it by whole grey levels: the fast path keeps it in fp32 (exda/inference/fast.py).
     bf16_safe = False
 
     def __init__(
