@@ -26,9 +26,10 @@ import torch
 
 from exda.atomic import atomic_write
 from exda.data.layouts import build_dataset
-from exda.engine.checkpoint import file_digest, load_for_inference
 from exda.engine.evaluate import evaluate_model, finite_or_none
-from exda.engine.fast import native_bf16
+from exda.inference.checkpoint_format import file_digest
+from exda.inference.fast import native_bf16
+from exda.inference.loader import load_network
 from exda.models.profile import profile_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,14 +62,14 @@ def kept_checkpoints(training: Path, runs: Path) -> dict[tuple[str, int], Path]:
 
 
 def evaluate(path: Path, pool: Path) -> dict:
-    net, info = load_for_inference(path)
+    net, info = load_network(path)
     dataset = build_dataset("synthetic", pool / "heldout", "val", degradations=TASKS, patch_size=None, seed=0)
     start = time.perf_counter()
     result = evaluate_model(net, dataset, bf16=native_bf16(torch.device("cpu")), lpips_net="alex")
     per_task = {task: {k: result.per_task[task][k] for k in ("input_psnr", *METRICS)} for task in TASKS}
     return {"checkpoint": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-            "sha256": file_digest(path)["sha256"], "step": info["step"], "model_name": info["model_name"],
-            "model_kwargs": info["model_kwargs"],
+            "sha256": file_digest(path)["sha256"], "step": info.step, "model_name": info.arch,
+            "model_kwargs": info.kwargs,
             "images": len(dataset), "seconds": round(time.perf_counter() - start, 1), "per_task": per_task}
 
 
@@ -81,7 +82,7 @@ def paired(rows: dict[str, dict], a: str, b: str) -> dict:
 
 
 def latency(name: str, kwargs: dict, size: int = 256, repeats: int = 5) -> dict:
-    from exda.engine.fast import optimize_for_inference
+    from exda.inference.fast import optimize_for_inference
     from exda.models import create_model
 
     torch.manual_seed(0)

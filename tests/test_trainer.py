@@ -394,9 +394,9 @@ def test_keep_steps_keeps_the_ema_weights_at_those_steps(tmp_path: Path) -> None
     train(tiny_config(train={**quick, "iters": 2}, optim={"schedule_iters": 3}), tmp_path / "b")
     kept = tmp_path / "a" / "checkpoints" / "step_2.safetensors"
     assert sorted(p.name for p in kept.parent.glob("step_*")) == ["step_2.json", "step_2.safetensors"]
-    net, info = load_for_inference(kept)
-    assert info["step"] == 2 and not info["ema"]  # the EMA is the kept model itself
-    ema_at_2, _ = load_for_inference(tmp_path / "b")  # the same run stopped at step 2: its EMA
+    net, info = load_network(kept)
+    assert info.step == 2 and not info.ema  # the EMA is the kept model itself
+    ema_at_2, _ = load_network(tmp_path / "b")  # the same run stopped at step 2: its EMA
     for a, b in zip(net.state_dict().values(), ema_at_2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
