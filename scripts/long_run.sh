@@ -9,30 +9,36 @@
 #   scripts/long_run.sh status    # step, s/step and the last validation of each run
 #   scripts/long_run.sh stop      # stop both slots (their runs resume from their last checkpoint)
 #
-# Two slots, one core each (train.threads=1 in the config), so neither stalls when the other works
+# Two slots, one core each (train.threads=1 in the configs), so neither stalls when the other works
 # (benchmarks/results/train_speed.md); everything else on the machine should run under `nice -n 19` (and
 # with /proc/sys/kernel/sched_autogroup_enabled at 0, or nice does not reach across sessions).
 #   slot A: default_photo, the ExDA default model, seed 0, to train.iters.
-#   slot B, one run after another, all with the same recipe and a constant learning rate up to their end
-#   (optim.schedule_iters=30000): the plain twin (both primitives off, seed 0) to 10,000 steps; then
-#   3,000 steps each of seed 1 of both networks, of ExDA on the small pool (the 27 training photos of the old
-#   pool's sources: does the wider pool help?) and of each primitive alone (seed 0) (docs/experiments.md).
-#   Every run keeps its EMA weights at steps 3,000 and 10,000 (train.keep_steps) for paired comparisons.
+#   slot B: default_photo_plain, the plain twin (both primitives off, seed 0), to 10,000 steps.
+#   Then both slots take the shared queue in order, one run each at a time: 3,000 steps each of seed 1 of
+#   both networks; the default medical model (configs/default_medical.yaml, ~4 h); ExDA on the small pool
+#   (the 27 training photos of the old pool's sources: does the wider pool help?); each primitive alone.
+#   The photo side runs share default_photo's recipe and its constant learning rate up to their end
+#   (optim.schedule_iters=30000) and keep their EMA weights at steps 3,000 and 10,000 (train.keep_steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${EXDA_RUNS:-$HOME/exda-runs}"
 POOL="${EXDA_POOL:-$HOME/.cache/exda/photo-pool-v2}"
-PY="${PYTHON:-.venv/bin/python}"
-SLOT_A=(default_photo)
 SMALL_POOL="${EXDA_SMALL_POOL:-$HOME/.cache/exda/photo-pool-small}"
 SMALL_SOURCES=(pypi:scikit-image pypi:scikit-learn debian:opencv-doc)  # where the old 32-photo pool came from
-SLOT_B=(default_photo_plain default_photo_seed1 default_photo_plain_seed1 default_photo_pool_small
-        default_photo_value_only default_photo_token_only)
+MEDICAL_POOL="${EXDA_MEDICAL_POOL:-$HOME/.cache/exda/medical-pool-v2}"
+PY="${PYTHON:-.venv/bin/python}"
+# Each slot runs its own run, then takes what is left of the shared queue, in order (a run one slot is
+# training, the other skips).
+SLOT_A=(default_photo)
+SLOT_B=(default_photo_plain)
+QUEUE=(default_photo_seed1 default_photo_plain_seed1 default_medical default_photo_pool_small
+       default_photo_value_only default_photo_token_only)
 
-run_sets() {  # the --set flags of run $1 -> SETS
+run_sets() {  # the config and --set flags of run $1 -> CONFIG, SETS
     local plain="model.kwargs={value_transform: 'off', global_token: 'off'}"
     local short=(--set train.iters=3000 --set optim.schedule_iters=30000 --set "train.keep_steps=[3000]")
+    CONFIG=default_photo
     SETS=(--set "data.root=$POOL/train" --set "data.val_root=$POOL/heldout")
     case "$1" in
         default_photo) SETS+=(--set "train.keep_steps=[3000, 10000]") ;;
@@ -43,6 +49,8 @@ run_sets() {  # the --set flags of run $1 -> SETS
         default_photo_pool_small) SETS+=(--set "data.root=$SMALL_POOL/train" "${short[@]}") ;;
         default_photo_value_only) SETS+=(--set "model.kwargs={global_token: 'off'}" "${short[@]}") ;;
         default_photo_token_only) SETS+=(--set "model.kwargs={value_transform: 'off'}" "${short[@]}") ;;
+        default_medical) CONFIG=default_medical
+                         SETS=(--set "data.root=$MEDICAL_POOL/train" --set "data.val_root=$MEDICAL_POOL/heldout") ;;
         *) echo "unknown run $1" >&2; exit 2 ;;
     esac
 }
@@ -52,26 +60,30 @@ finished() {  # whether run $1 has reached its train.iters (in this machine's ru
 }
 
 run_slot() {  # the runs $@ in order, each to its end, in the foreground; extra flags after --
-    local names=() extra=()
+    local names=() extra=() lock
     while (($#)); do [[ "$1" == -- ]] && { shift; extra=("$@"); break; }; names+=("$1"); shift; done
+    mkdir -p "$RUNS"
     for name in "${names[@]}"; do
         finished "$name" && continue
+        exec {lock}> "$RUNS/$name.lock"
+        flock -n "$lock" || { exec {lock}>&-; continue; }  # the other slot is training it
         local out="$RUNS/$name" resume=()
         [[ -f "$out/checkpoints/last.json" ]] && resume=(--resume)
         run_sets "$name"
         mkdir -p "$out"
         echo "$(date -u '+%F %T') $name: starting (${resume[*]:-fresh})" >> "$out/stdout.log"
-        "$PY" -m exda train --config default_photo --out "$out" "${resume[@]}" "${SETS[@]}" "${extra[@]}" \
+        "$PY" -m exda train --config "$CONFIG" --out "$out" "${resume[@]}" "${SETS[@]}" "${extra[@]}" \
             >> "$out/stdout.log" 2>&1 || { echo "$name failed: see $out/stdout.log" >&2; return 1; }
         finished "$name" || { echo "$name stopped before its end: see $out/train.log" >&2; return 1; }
+        exec {lock}>&-
     done
 }
 
 launch_slots() {  # extra flags for every run
-    nohup "$0" slot "${SLOT_A[@]}" -- "$@" >> "$RUNS/slot_a.log" 2>&1 &
-    echo "slot A (${SLOT_A[*]}): pid $!"
-    nohup "$0" slot "${SLOT_B[@]}" -- "$@" >> "$RUNS/slot_b.log" 2>&1 &
-    echo "slot B (${SLOT_B[*]}): pid $!; logs in $RUNS/<run>/train.log"
+    nohup "$0" slot "${SLOT_A[@]}" "${QUEUE[@]}" -- "$@" >> "$RUNS/slot_a.log" 2>&1 &
+    echo "slot A (${SLOT_A[*]}, then the queue): pid $!"
+    nohup "$0" slot "${SLOT_B[@]}" "${QUEUE[@]}" -- "$@" >> "$RUNS/slot_b.log" 2>&1 &
+    echo "slot B (${SLOT_B[*]}, then the queue: ${QUEUE[*]}): pid $!; logs in $RUNS/<run>/train.log"
 }
 
 main() {
@@ -80,6 +92,7 @@ main() {
             mkdir -p "$RUNS"
             "$PY" scripts/photo_pool.py "$POOL"
             "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
+            "$PY" scripts/medical_pool.py "$MEDICAL_POOL"
             launch_slots
             ;;
         resume)
@@ -88,7 +101,8 @@ main() {
             mkdir -p "$RUNS"
             "$PY" scripts/photo_pool.py "$POOL"
             "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
-            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+            "$PY" scripts/medical_pool.py "$MEDICAL_POOL"
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}" "${QUEUE[@]}"; do
                 if [[ -f "training/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
                     "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
                 fi
@@ -100,16 +114,16 @@ main() {
             run_slot "$@"
             ;;
         pack)
-            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}" "${QUEUE[@]}"; do
                 [[ -f "$RUNS/$name/checkpoints/last.json" ]] || continue
-                final=()  # a finished run of slot B is over: its logs and kept steps stay, its resume state goes
-                [[ "$name" != default_photo ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
+                final=()  # a finished side run is over: its logs and kept steps stay, its resume state goes
+                [[ "$name" != default_photo && "$name" != default_medical ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
                 "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "training/$name"
             done
             echo "now: git add -A training && git commit -m 'Long run state at ...'"
             ;;
         status)
-            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}" "${QUEUE[@]}"; do
                 [[ -f "$RUNS/$name/train.log" ]] || continue
                 echo "== $name$(finished "$name" && echo ' (finished)')"
                 grep "s/step" "$RUNS/$name/train.log" | tail -n 1 || true

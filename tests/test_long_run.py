@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -72,3 +73,14 @@ def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: 
     again = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)  # both finished: no-op
     log = (tmp_path / "runs" / "default_photo_plain" / "stdout.log").read_text()
     assert again.returncode == 0 and log.count("default_photo_plain: starting") == 1
+
+
+def test_long_run_slot_skips_a_run_the_other_slot_is_training(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "EXDA_RUNS": str(tmp_path / "runs")}
+    with open(tmp_path / "runs" / "default_photo_seed1.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other slot's flock holds it
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "long_run.sh"), "slot", "default_photo_seed1"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "runs" / "default_photo_seed1").exists()
