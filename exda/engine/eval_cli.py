@@ -15,6 +15,7 @@ from exda.engine.evaluate import evaluate_model
 from exda.engine.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
 from exda.errors import UserError
 from exda.metrics import SSIM_PROTOCOLS
+from exda.models import model_traits
 
 SAMPLES = "samples"  # --data value meaning the built-in sample photos
 GRID_PER_TASK = 1  # comparison.png: the first image of every task
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.checkpoint)
     model, info = load_checkpoint_or_pretrained(checkpoint, device=device, arch=args.arch)
     dataset = build_dataset(layout, root, "test", degradations=tuple(args.degradations),
-                            in_channels=getattr(model, "in_channels", 3))
+                            in_channels=model_traits(model).in_channels)
     medical = layout == "medical"
     if medical:
         print("exda eval: medical layout, AMIR protocol: gaussian SSIM, data range = GT max - min",
