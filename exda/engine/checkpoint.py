@@ -31,7 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from exda.atomic import atomic_write
 from exda.engine.file_kind import require_checkpoint_file, sniff
 from exda.errors import UserError
-from exda.layers.global_token import kwargs_as_trained, token_kwargs
+from exda.layers.global_token import token_kwargs
 from exda.models import create_model
 
 FORMAT = "exda-checkpoint-v1"
@@ -350,9 +350,9 @@ def load_for_inference(
     metadata, groups = _read_weights(path)
     name, kwargs = _model_spec(metadata, path)
     model = _build_recorded(name, kwargs, path)
-    if (as_trained := kwargs_as_trained(kwargs, model)) != kwargs:  # saved before the GST options existed
-        kwargs = as_trained
-        model = create_model(name, **kwargs)
+    if token_kwargs(model).keys() - kwargs.keys():  # built with today's defaults, not as it was trained
+        raise UserError(f"{path} was saved before checkpoints recorded the global token's options; record the "
+                        f"ones it was trained with: python scripts/record_token_options.py {path}")
     ema = use_ema and bool(groups["ema"])
     load_state_into(model, groups["ema"] if ema else groups["model"], path)
     record = _read_info(path)

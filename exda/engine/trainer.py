@@ -56,7 +56,7 @@ from exda.engine.distributed import (
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
 from exda.engine.losses import build_loss
 from exda.errors import UserError
-from exda.layers.global_token import kwargs_as_trained, token_kwargs
+from exda.layers.global_token import token_kwargs
 from exda.models import create_model, model_traits
 
 CHECKPOINT_DIR = "checkpoints"
@@ -303,7 +303,7 @@ class Trainer:
         # Checkpoints record the token options too (exda.layers.global_token.token_kwargs).
         wanted_kwargs = {**token_kwargs(self.model), **self.model.model_kwargs}
         wanted = json.loads(json.dumps({"name": self.model.model_name, "kwargs": wanted_kwargs}))
-        found = {"name": saved["model_name"], "kwargs": kwargs_as_trained(saved["model_kwargs"], self.model)}
+        found = {"name": saved["model_name"], "kwargs": saved["model_kwargs"]}
         if found != wanted:
             raise UserError(
                 f"checkpoint {checkpoint} holds {found['name']} {found['kwargs']} but the config asks for "
