@@ -78,13 +78,12 @@ def test_openvino_matches_eager_fp32(name, bf16):  # onnxruntime: test_export_co
         assert psnr(out, expected).min() >= MIN_PSNR
 
 
-@pytest.mark.parametrize("options", [dict(token_upsample="nearest", token_softmax="raw", token_input="raw"),
-                                     dict(token_upsample="aligned", global_token="columns", token_column_scale="area")],
-                         ids=["first-reading", "aligned-columns-area"])  # the defaults: test_export_contract
-def test_token_options_export_with_dynamic_sizes(options):
+def test_token_options_export_with_dynamic_sizes():
+    """The options other than the defaults (test_export_contract) and the first reading (the export CLI test)."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
+    options = dict(token_upsample="aligned", global_token="columns", token_column_scale="area")
     model = exda.create_model("exda_restormer_test", **options).eval()
     restore = build_backend("onnxruntime", model)
     for x in (_photo_crops(96, 136, batch=2), _photo_crops(37, 53, batch=1)):  # sizes unlike the example's
@@ -154,12 +153,14 @@ def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys
     from exda.cli import main
     from exda.engine.checkpoint import save_checkpoint
 
-    model = _model("restormer_test")
-    ckpt = save_checkpoint(tmp_path / "run", "last", model=model, config={}, step=7, metrics={}, train_state=None)
+    torch.manual_seed(0)  # the shipped models' token reading, the first one
+    model = exda.create_model("exda_restormer_test", token_upsample="nearest", token_softmax="raw", token_input="raw")
+    ckpt = save_checkpoint(tmp_path / "run", "last", model=model.eval(), config={}, step=7, metrics={},
+                           train_state=None)
     out = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(ckpt), str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "restormer_test (step 7)" in printed and "PSNR" in printed
+    assert "exda_restormer_test (step 7)" in printed and "PSNR" in printed
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = _photo_crops(29, 41, 2)
     got = torch.from_numpy(session.run(None, {"image": x.numpy()})[0])

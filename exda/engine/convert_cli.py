@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output.suffix != WEIGHTS_SUFFIX:
         raise UserError(f"output must end in {WEIGHTS_SUFFIX}, got {args.output}")
     model = load_pretrained(args.input, arch=args.arch)
-    config = {"converted_from": str(args.input), "container": getattr(model, "pretrained_container", None),
+    config = {"converted_from": str(args.input), "container": model.pretrained_container,
               "model": {"name": model.model_name, "kwargs": model.model_kwargs}}
     path = save_checkpoint(args.output.parent, args.output.name.removesuffix(WEIGHTS_SUFFIX), model=model,
                            config=config, step=0, metrics={}, train_state=None)

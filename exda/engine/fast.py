@@ -64,7 +64,7 @@ class FastInference(nn.Module):
 
     @property
     def model_name(self) -> str:
-        return getattr(self.model, "model_name", type(self.model).__name__)
+        return self.model.model_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device
