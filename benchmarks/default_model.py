@@ -24,23 +24,23 @@ import numpy as np
 from exda.atomic import atomic_write
 from exda.baselines import method_available
 from exda.data.samples import load_sample, sample_names
-from exda.engine.checkpoint import load_for_inference
 from exda.engine.demo import DEMO_DEGRADATIONS, DEMO_SEED, compare, save_grid, to_markdown
-from exda.engine.fast import optimize_for_inference
-from exda.engine.pretrained import default_checkpoint
+from exda.inference.fast import optimize_for_inference
+from exda.inference.loader import load_network
+from exda.inference.pretrained import default_checkpoint
 
 MEDICAL_DEGRADATIONS = ("clean", "mri", "mri_undersample", "ct", "pet")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def section(kind: str, photos: dict[str, np.ndarray], degradations: tuple[str, ...], grid: Path) -> dict:
-    net, info = load_for_inference(default_checkpoint(kind))
+    net, info = load_network(default_checkpoint(kind))
     model = optimize_for_inference(net)
     start = time.perf_counter()
     rows, grid_rows = compare(model, photos, degradations, seed=DEMO_SEED)
     save_grid(grid, grid_rows, [r.baseline for r in rows])
     return {
-        "model": info["model_name"], "kwargs": info["model_kwargs"], "step": info["step"],
+        "model": info.arch, "kwargs": info.kwargs, "step": info.step,
         "parameters": sum(p.numel() for p in net.parameters()), "photos": list(photos),
         "sizes": {name: list(img.shape) for name, img in photos.items()},
         "seconds": round(time.perf_counter() - start, 1), "rows": [asdict(r) for r in rows],

@@ -26,7 +26,7 @@ from PIL import Image
 
 from exda.data.samples import load_sample
 from exda.engine.bench import cpu_model_name
-from exda.engine.memory import default_budget, format_size
+from exda.inference.memory import default_budget, format_size
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = (("astronaut", 4096, 4096), ("coffee", 4000, 3000))

@@ -1,11 +1,12 @@
-"""Curves of the long default-photo run and its plain twin, from their committed validation logs.
+"""Curves of the long default-photo run and the runs beside it, from their committed validation logs.
 
     python benchmarks/long_run_curves.py          # reads training/*/validation.jsonl
 
-Every validation of both runs (all 9 held-out photos under all 12 tasks, 192 px crops, EMA weights) is a
-line of ``training/<run>/validation.jsonl``. This script draws per-task PSNR against the step (both networks
-on one plot per task) and mean PSNR against the run's wall-clock hours, and writes the paired table at
-every step both runs validated: ``benchmarks/results/long_run_curves.{png,json,md}``.
+Every validation of every run (all 9 held-out photos under all 12 tasks, 192 px crops, EMA weights) is a
+line of ``training/<run>/validation.jsonl``. This script draws per-task PSNR against the step (all runs on
+one plot per task) and mean PSNR against the run's wall-clock hours, and writes the paired tables (ExDA -
+plain per seed, seed 0 - seed 1 per network, the whole pool - the small one, each primitive - plain) at every
+step both runs validated: ``benchmarks/results/long_run_curves.{png,json,md}``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-RUNS = {"default_photo": "ExDA (both primitives)", "default_photo_plain": "plain twin (both off)"}
+RUNS = {
+    "default_photo": "ExDA (both primitives)",
+    "default_photo_plain": "plain twin (both off)",
+    "default_photo_seed1": "ExDA, seed 1",
+    "default_photo_plain_seed1": "plain, seed 1",
+    "default_photo_pool_small": "ExDA, small pool (27 photos)",
+    "default_photo_value_only": "+ value transform only",
+    "default_photo_token_only": "+ global token only",
+}
+PAIRS = (  # (a, b): a - b at every step both validated (the same validation set: data.val_seed)
+    ("default_photo", "default_photo_plain"),
+    ("default_photo_seed1", "default_photo_plain_seed1"),
+    ("default_photo", "default_photo_seed1"),
+    ("default_photo_plain", "default_photo_plain_seed1"),
+    ("default_photo", "default_photo_pool_small"),
+    ("default_photo_value_only", "default_photo_plain"),
+    ("default_photo_token_only", "default_photo_plain"),
+)
 
 
 def read(run: Path) -> list[dict]:
@@ -71,12 +89,14 @@ def main() -> int:
     plt.close(fig)
 
     paired = []
-    if len(curves) == 2:
-        by_step = [{r["step"]: r for r in records} for records in curves.values()]
+    for a, b in PAIRS:
+        if a not in curves or b not in curves:
+            continue
+        by_step = [{r["step"]: r for r in curves[name]} for name in (a, b)]
         for step in sorted(set(by_step[0]) & set(by_step[1])):
-            exda, plain = by_step[0][step], by_step[1][step]
-            gains = {t: exda["per_task"][t]["psnr"] - plain["per_task"][t]["psnr"] for t in tasks}
-            paired.append({"step": step, "gain_per_task": gains,
+            first, second = by_step[0][step], by_step[1][step]
+            gains = {t: first["per_task"][t]["psnr"] - second["per_task"][t]["psnr"] for t in tasks}
+            paired.append({"a": a, "b": b, "step": step, "gain_per_task": gains,
                            "mean_gain": sum(gains.values()) / len(gains),
                            "tasks_won": sum(g > 0 for g in gains.values()), "tasks": len(tasks)})
     result = {"command": "python benchmarks/long_run_curves.py", "runs": curves, "paired": paired}
@@ -86,10 +106,13 @@ def main() -> int:
         last = records[-1]
         lines.append(f"- {RUNS[name]} (`training/{name}`): {len(records)} validations, last at step "
                      f"{last['step']} after {last['train_hours']:.2f} h: mean PSNR {last['mean_psnr']:.2f} dB")
-    if paired:
-        lines += ["", "| step | ExDA - plain, mean dB | tasks won | " + " | ".join(tasks) + " |",
-                  "|---|---|---|" + "---|" * len(tasks)]
-        for p in paired:
+    for a, b in PAIRS:
+        rows = [p for p in paired if (p["a"], p["b"]) == (a, b)]
+        if not rows:
+            continue
+        lines += ["", f"{RUNS[a]} - {RUNS[b]} (`{a}` - `{b}`), PSNR dB:", "",
+                  "| step | mean | tasks won | " + " | ".join(tasks) + " |", "|---|---|---|" + "---|" * len(tasks)]
+        for p in rows:
             cells = " | ".join(f"{p['gain_per_task'][t]:+.2f}" for t in tasks)
             lines.append(f"| {p['step']} | {p['mean_gain']:+.2f} | {p['tasks_won']}/{p['tasks']} | {cells} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

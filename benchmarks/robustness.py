@@ -449,7 +449,7 @@ def _bad_checkpoints(folder: Path) -> dict[str, Path]:
 def _checkpoint_argv(command: str, bad: Path, work: Path, config: Path, image: Path) -> list[str] | None:
     """The command line giving ``bad`` as the checkpoint (None: the kind does not apply to the command);
     ``train --resume`` gets it as its run's last checkpoint, with a record that matches it."""
-    from exda.engine.checkpoint import FORMAT, file_digest
+    from exda.inference.checkpoint_format import FORMAT, file_digest
 
     if command == "train --resume":
         ckpt = work / "run" / "checkpoints"
@@ -480,12 +480,12 @@ def _checkpoint_argv(command: str, bad: Path, work: Path, config: Path, image: P
 
 
 def _serve_line(bad: Path, image: Path) -> tuple[int, str, str | None]:
-    """``exda serve``'s page loader on ``bad``: (2 and the message it shows, or 0), no CLI involved."""
-    from exda.engine.serve import Restorer
+    """``exda serve``'s loader on ``bad`` as its ``--checkpoint``: (2 and the message, or 0), no CLI involved."""
     from exda.errors import UserError
+    from exda.inference.serve import Models
 
     try:
-        Restorer(None, 1 << 30, "fp32", torch.device("cpu")).model_for(image, str(bad))
+        Models(bad, None, "fp32", torch.device("cpu"))
     except UserError as err:
         return 2, f"exda serve: error: {err}", None
     except Exception as err:  # noqa: BLE001 - counting escapes is the point

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from exda.data.samples import sample_names
     from exda.engine.bench import cpu_model_name
-    from exda.engine.memory import format_size
+    from exda.inference.memory import format_size
 
     work = Path(tempfile.mkdtemp(prefix="exda-serve-load-"))
     os.environ["GRADIO_TEMP_DIR"] = str(work / "client")  # gradio_client's own downloads stay in here

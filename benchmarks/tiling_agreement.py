@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from exda.data import build_dataset
-from exda.engine.checkpoint import load_for_inference
-from exda.engine.tiling import restore
+from exda.inference.loader import load_network
+from exda.inference.tiling import restore
 from exda.metrics import psnr
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/tiling_agreement.json")
     args = parser.parse_args()
 
-    model, info = load_for_inference(args.checkpoint)
+    model, info = load_network(args.checkpoint)
     data = build_dataset("synthetic", None, "test", degradations=args.degradations.split(","),
                          patch_size=args.crop, in_channels=model.in_channels)
     tiles = [int(t) for t in args.tiles.split(",")]
@@ -51,7 +51,7 @@ def main() -> None:
                 row[f"tile{t}_max_abs"] = (tiled - whole).abs().max().item()
         rows.append(row)
 
-    print(f"checkpoint {info['path']} ({info['model_name']}, step {info['step']}), overlap {args.overlap}")
+    print(f"checkpoint {info.path} ({info.arch}, step {info.step}), overlap {args.overlap}")
     head = " | ".join(f"tile {t}: vs whole dB / max abs / vs clean dB" for t in tiles)
     print(f"| task | image | whole vs clean dB | {head} |")
     print("|---|---|---:|" + "---:|" * len(tiles))
@@ -61,7 +61,7 @@ def main() -> None:
         print(f"| {r['task']} | {r['name']} | {r['whole_psnr']:.2f} | {cells} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"checkpoint": str(info["path"]), "model": info["model_name"], "step": info["step"],
+    meta = {"checkpoint": str(info.path), "model": info.arch, "step": info.step,
             "overlap": args.overlap, "crop": args.crop, "command": "python " + " ".join(sys.argv)}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 

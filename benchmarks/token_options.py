@@ -35,7 +35,7 @@ import torch
 
 from exda.atomic import atomic_write
 from exda.data.samples import load_sample
-from exda.engine.checkpoint import load_for_inference
+from exda.inference.loader import load_network
 from exda.layers import GlobalSpatialToken, TokenOptions, TransformerBlock, TransposedAttention
 from exda.models import create_model
 
@@ -133,7 +133,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     networks = {"init": create_model("exda_restormer_tiny").eval(),
-                "shipped": load_for_inference(ROOT / "exda" / "weights" / "exda_photo.safetensors")[0]}
+                "shipped": load_network(ROOT / "exda" / "weights" / "exda_photo.safetensors")[0]}
     record: dict = {"sizes": list(SIZES), "grid": FIRST.grid, "readings": {}}
     for name, (kind, options) in READINGS.items():
         token = GlobalSpatialToken(1, kind, options)

@@ -5,10 +5,10 @@ image (:func:`restore`, as ``exda restore`` does); :func:`optimize_for_inference
 fast inference path.
 """
 
-from exda.engine.api import restore
-from exda.engine.fast import optimize_for_inference
+from exda.inference.api import restore
+from exda.inference.fast import optimize_for_inference
+from exda.inference.loader import load_pretrained
 from exda.models import create_model, list_models
-from exda.models.official import load_pretrained
 
 __version__ = "0.1.0"
 __all__ = ["create_model", "list_models", "load_pretrained", "optimize_for_inference", "restore", "__version__"]

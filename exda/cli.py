@@ -18,12 +18,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "degrade": ("exda.degradations.cli", "synthesise a reproducible degraded benchmark from clean images"),
     "train": ("exda.engine.train_cli", "train a model from a YAML preset"),
     "eval": ("exda.engine.eval_cli", "evaluate a checkpoint on a dataset (PSNR/SSIM tables)"),
-    "restore": ("exda.engine.restore_cli", "restore an image or a folder (default model or a checkpoint)"),
+    "restore": ("exda.inference.restore_cli", "restore an image or a folder (default model or a checkpoint)"),
     "demo": ("exda.engine.demo", "default model vs degraded input vs classical methods on held-out photos"),
     "convert": ("exda.engine.convert_cli", "a published .pth / .ckpt checkpoint as an exda one"),
-    "export": ("exda.engine.export_cli", "write a checkpoint or the default model as ONNX (dynamic height and width)"),
+    "export": ("exda.inference.export_cli",
+               "write a checkpoint or the default model as ONNX (dynamic height and width)"),
     "bench": ("exda.engine.bench", "measure this machine: matmul peak, inference paths and backends, training steps"),
-    "serve": ("exda.engine.serve", "a local web page: restore uploads, degrade with a seed and restore (Gradio)"),
+    "serve": ("exda.inference.serve", "a local web page: restore uploads, degrade with a seed and restore (Gradio)"),
     "analyze": ("exda.analysis.cli", "analyses of checkpoints: embeddings, spectra, separability (JSON + plot)"),
 }
 

@@ -1,80 +1,132 @@
 #!/usr/bin/env bash
-# The long training run of the default photo model and its plain twin (both ExDA primitives off), across
+# The long training run of the default photo model and the runs beside it for the paper's claim, across
 # working sessions that each end abruptly: the runs live outside the repository, their resume state is
 # packed into training/<run>/ (scripts/run_state.py) and committed. docs/training.md tells the story.
 #
-#   scripts/long_run.sh start     # once: both runs from step 0, in the background
-#   scripts/long_run.sh resume [--set K=V ...]   # each session: pool, unpack the committed state, both runs on
-#   scripts/long_run.sh pack      # pack both runs into training/ (then commit training/)
+#   scripts/long_run.sh start     # once: both slots from step 0, in the background
+#   scripts/long_run.sh resume [--set K=V ...]   # each session: pool, unpack the committed state, both slots on
+#   scripts/long_run.sh pack      # pack every run into training/ (then commit training/)
 #   scripts/long_run.sh status    # step, s/step and the last validation of each run
-#   scripts/long_run.sh stop      # stop both runs (they resume from their last checkpoint)
+#   scripts/long_run.sh stop      # stop both slots (their runs resume from their last checkpoint)
 #
-# Each run takes one thread (train.threads=1 in the config), so the two share the 2-core machine equally and
-# neither stalls when the other works (benchmarks/results/train_speed.md); everything else on the machine
-# should run under `nice -n 19` (and with /proc/sys/kernel/sched_autogroup_enabled at 0, or nice does not
-# reach across sessions).
+# Two slots, one core each (train.threads=1 in the config), so neither stalls when the other works
+# (benchmarks/results/train_speed.md); everything else on the machine should run under `nice -n 19` (and
+# with /proc/sys/kernel/sched_autogroup_enabled at 0, or nice does not reach across sessions).
+#   slot A: default_photo, the ExDA default model, seed 0, to train.iters.
+#   slot B, one run after another, all with the same recipe and a constant learning rate up to their end
+#   (optim.schedule_iters=30000): the plain twin (both primitives off, seed 0) to 10,000 steps; then
+#   3,000 steps each of seed 1 of both networks, of ExDA on the small pool (the 27 training photos of the old
+#   pool's sources: does the wider pool help?) and of each primitive alone (seed 0) (docs/experiments.md).
+#   Every run keeps its EMA weights at steps 3,000 and 10,000 (train.keep_steps) for paired comparisons.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${EXDA_RUNS:-$HOME/exda-runs}"
 POOL="${EXDA_POOL:-$HOME/.cache/exda/photo-pool-v2}"
 PY="${PYTHON:-.venv/bin/python}"
-NAMES=(default_photo default_photo_plain)
+SLOT_A=(default_photo)
+SMALL_POOL="${EXDA_SMALL_POOL:-$HOME/.cache/exda/photo-pool-small}"
+SMALL_SOURCES=(pypi:scikit-image pypi:scikit-learn debian:opencv-doc)  # where the old 32-photo pool came from
+SLOT_B=(default_photo_plain default_photo_seed1 default_photo_plain_seed1 default_photo_pool_small
+        default_photo_value_only default_photo_token_only)
 
-PLAIN=(--set "model.kwargs={value_transform: 'off', global_token: 'off'}")  # the twin: both primitives off
-
-launch() {  # $1 run name, then extra flags (--resume)
-    local name="$1" out="$RUNS/$1"
-    shift
-    local extra=()
-    [[ "$name" == default_photo_plain ]] && extra=("${PLAIN[@]}")
-    mkdir -p "$out"
-    nohup "$PY" -m exda train --config default_photo --out "$out" "$@" \
-        --set "data.root=$POOL/train" --set "data.val_root=$POOL/heldout" "${extra[@]}" \
-        >> "$out/stdout.log" 2>&1 &
-    echo "$name: pid $! (log $out/train.log)"
+run_sets() {  # the --set flags of run $1 -> SETS
+    local plain="model.kwargs={value_transform: 'off', global_token: 'off'}"
+    local short=(--set train.iters=3000 --set optim.schedule_iters=30000 --set "train.keep_steps=[3000]")
+    SETS=(--set "data.root=$POOL/train" --set "data.val_root=$POOL/heldout")
+    case "$1" in
+        default_photo) SETS+=(--set "train.keep_steps=[3000, 10000]") ;;
+        default_photo_plain) SETS+=(--set "$plain" --set train.iters=10000 --set optim.schedule_iters=30000
+                                    --set "train.keep_steps=[3000, 10000]") ;;
+        default_photo_seed1) SETS+=(--set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
+        default_photo_plain_seed1) SETS+=(--set "$plain" --set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
+        default_photo_pool_small) SETS+=(--set "data.root=$SMALL_POOL/train" "${short[@]}") ;;
+        default_photo_value_only) SETS+=(--set "model.kwargs={global_token: 'off'}" "${short[@]}") ;;
+        default_photo_token_only) SETS+=(--set "model.kwargs={value_transform: 'off'}" "${short[@]}") ;;
+        *) echo "unknown run $1" >&2; exit 2 ;;
+    esac
 }
 
-start_all() {
-    for name in "${NAMES[@]}"; do
-        launch "$name" "$@"
+finished() {  # whether run $1 has reached its train.iters (in this machine's run folder or the committed state)
+    grep -qs '"finished": true' "training/$1/state.json" || grep -qs "finished at step" "$RUNS/$1/train.log"
+}
+
+run_slot() {  # the runs $@ in order, each to its end, in the foreground; extra flags after --
+    local names=() extra=()
+    while (($#)); do [[ "$1" == -- ]] && { shift; extra=("$@"); break; }; names+=("$1"); shift; done
+    for name in "${names[@]}"; do
+        finished "$name" && continue
+        local out="$RUNS/$name" resume=()
+        [[ -f "$out/checkpoints/last.json" ]] && resume=(--resume)
+        run_sets "$name"
+        mkdir -p "$out"
+        echo "$(date -u '+%F %T') $name: starting (${resume[*]:-fresh})" >> "$out/stdout.log"
+        "$PY" -m exda train --config default_photo --out "$out" "${resume[@]}" "${SETS[@]}" "${extra[@]}" \
+            >> "$out/stdout.log" 2>&1 || { echo "$name failed: see $out/stdout.log" >&2; return 1; }
+        finished "$name" || { echo "$name stopped before its end: see $out/train.log" >&2; return 1; }
     done
 }
 
-case "${1:-}" in
-    start)
-        "$PY" scripts/photo_pool.py "$POOL"
-        start_all
-        ;;
-    resume)
-        echo 0 > /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo "note: could not turn off autogroup scheduling"
-        "$PY" scripts/photo_pool.py "$POOL"
-        for name in "${NAMES[@]}"; do
-            if [[ ! -d "$RUNS/$name/checkpoints" ]]; then
-                "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
-            fi
-        done
-        shift
-        start_all --resume "$@"
-        ;;
-    pack)
-        for name in "${NAMES[@]}"; do
-            "$PY" scripts/run_state.py pack "$RUNS/$name" "training/$name"
-        done
-        echo "now: git add training && git commit -m 'Long run state at ...'"
-        ;;
-    status)
-        for name in "${NAMES[@]}"; do
-            echo "== $name"
-            grep "s/step" "$RUNS/$name/train.log" | tail -n 1 || true
-            grep "validation, mean PSNR" "$RUNS/$name/train.log" | tail -n 1 || true
-        done
-        ;;
-    stop)
-        pkill -f "exda train --config default_photo --out $RUNS/" || true
-        ;;
-    *)
-        sed -n 2,14p "$0"
-        exit 2
-        ;;
-esac
+launch_slots() {  # extra flags for every run
+    nohup "$0" slot "${SLOT_A[@]}" -- "$@" >> "$RUNS/slot_a.log" 2>&1 &
+    echo "slot A (${SLOT_A[*]}): pid $!"
+    nohup "$0" slot "${SLOT_B[@]}" -- "$@" >> "$RUNS/slot_b.log" 2>&1 &
+    echo "slot B (${SLOT_B[*]}): pid $!; logs in $RUNS/<run>/train.log"
+}
+
+main() {
+    case "${1:-}" in
+        start)
+            mkdir -p "$RUNS"
+            "$PY" scripts/photo_pool.py "$POOL"
+            "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
+            launch_slots
+            ;;
+        resume)
+            shift
+            echo 0 > /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo "note: could not turn off autogroup scheduling"
+            mkdir -p "$RUNS"
+            "$PY" scripts/photo_pool.py "$POOL"
+            "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+                if [[ -f "training/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
+                    "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
+                fi
+            done
+            launch_slots "$@"
+            ;;
+        slot)  # internal: one slot's runs in order (launch_slots starts it in the background)
+            shift
+            run_slot "$@"
+            ;;
+        pack)
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+                [[ -f "$RUNS/$name/checkpoints/last.json" ]] || continue
+                final=()  # a finished run of slot B is over: its logs and kept steps stay, its resume state goes
+                [[ "$name" != default_photo ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
+                "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "training/$name"
+            done
+            echo "now: git add -A training && git commit -m 'Long run state at ...'"
+            ;;
+        status)
+            for name in "${SLOT_A[@]}" "${SLOT_B[@]}"; do
+                [[ -f "$RUNS/$name/train.log" ]] || continue
+                echo "== $name$(finished "$name" && echo ' (finished)')"
+                grep "s/step" "$RUNS/$name/train.log" | tail -n 1 || true
+                grep "validation, mean PSNR" "$RUNS/$name/train.log" | tail -n 1 || true
+            done
+            ;;
+        stop)  # the slot loops first, or slot B would start its next run
+            pkill -f "long_run.sh slot" || true
+            pkill -f "exda train --config default_photo --out $RUNS/" || true
+            ;;
+        *)
+            awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"  # the header above
+            exit 2
+            ;;
+    esac
+}
+
+# One line, parsed whole before it runs: a slot that runs for hours never reads this file again, so editing
+# the script does not disturb the runs.
+main "$@"; exit $?

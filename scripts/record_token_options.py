@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from exda.atomic import atomic_write
-from exda.engine.checkpoint import INFO_SUFFIX, WEIGHTS_SUFFIX, file_digest
+from exda.inference.checkpoint_format import INFO_SUFFIX, WEIGHTS_SUFFIX, file_digest
 from exda.layers.global_token import token_kwargs
 from exda.models import create_model
 

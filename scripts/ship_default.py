@@ -12,15 +12,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exda.engine.checkpoint import load_for_inference, save_checkpoint
-from exda.engine.pretrained import DEFAULT_MODELS, WEIGHTS_DIR
+from exda.engine.checkpoint import save_checkpoint
+from exda.inference.loader import load_network
+from exda.inference.pretrained import DEFAULT_MODELS, WEIGHTS_DIR
 
 
 def main(run: Path, kind: str) -> None:
-    model, info = load_for_inference(run, use_ema=True)
-    path = save_checkpoint(WEIGHTS_DIR, DEFAULT_MODELS[kind], model=model, config=info["config"],
-                           step=info["step"], metrics=info["metrics"], train_state=None)
-    print(f"{info['model_name']} step {info['step']} (EMA={info['ema']}) -> {path} "
+    model, info = load_network(run, use_ema=True)
+    path = save_checkpoint(WEIGHTS_DIR, DEFAULT_MODELS[kind], model=model, config=info.config,
+                           step=info.step, metrics=info.metrics, train_state=None)
+    print(f"{info.arch} step {info.step} (EMA={info.ema}) -> {path} "
           f"({path.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -13,8 +13,9 @@ from PIL import Image
 import exda
 from exda.cli import main
 from exda.data.io import load_image, save_image
-from exda.engine.checkpoint import load_for_inference, save_checkpoint
-from exda.engine.tiling import restore
+from exda.engine.checkpoint import save_checkpoint
+from exda.inference.loader import load_network
+from exda.inference.tiling import restore
 
 RNG = np.random.default_rng(0)
 
@@ -28,7 +29,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_top_level_names() -> None:
-    assert exda.optimize_for_inference is exda.engine.fast.optimize_for_inference
+    assert exda.optimize_for_inference is exda.inference.fast.optimize_for_inference
     assert {"restore", "optimize_for_inference"} <= set(exda.__all__)
 
 
@@ -47,7 +48,7 @@ def test_uint8_array_matches_the_cli_pixel_for_pixel(checkpoint: Path, tmp_path:
 
 def test_float_output_is_clamped_while_the_network_output_is_not(checkpoint: Path) -> None:
     x = torch.rand(1, 3, 21, 17, generator=torch.Generator().manual_seed(1))
-    net, _ = load_for_inference(checkpoint)
+    net, _ = load_network(checkpoint)
     with torch.no_grad():
         raw = net(x)
     assert raw.min() < 0 or raw.max() > 1  # a random-init network overshoots: the clamp below is needed

@@ -11,7 +11,7 @@ import pytest
 
 from exda.cli import main
 from exda.engine import bench
-from exda.engine.backends import available_backends
+from exda.inference.backends import available_backends
 
 MODELS = ["restormer_test", "exda_restormer_test"]
 MIN_PSNR = 45.0

@@ -3,7 +3,8 @@
 Text, HTML, empty, truncated or byte-flipped safetensors, a folder, pickles holding classes or code
 (never run), random bytes, a Git LFS pointer, and valid weights of an architecture exda does not have,
 each given to ``restore``, ``eval``, ``export``, ``analyze``, ``demo``, ``convert``, ``train --resume``
-and to ``exda serve``'s loader (:class:`exda.engine.serve.Restorer`, which shares the checkpoint code).
+and to ``exda serve``'s loader (:class:`exda.inference.serve.Models`, which loads through the same
+:class:`exda.inference.restorer.Restorer`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from torch import nn
 
 import exda
 from exda.cli import main
-from exda.engine.checkpoint import FORMAT, file_digest, load_for_inference, save_checkpoint
-from exda.engine.file_kind import sniff
+from exda.engine.checkpoint import save_checkpoint
 from exda.engine.run_lock import LOCK_NAME
 from exda.errors import UserError
+from exda.file_kind import sniff
+from exda.inference.checkpoint_format import FORMAT, file_digest
+from exda.inference.loader import load_network
 
 CODE_MARKER = Path("/tmp/exda_test_checkpoint_code_ran")
 
@@ -154,7 +157,7 @@ def test_every_command_answers_every_bad_checkpoint_in_one_line(files, command, 
 
 def test_serve_loader_answers_bad_checkpoints_in_one_line(files) -> None:
     pytest.importorskip("gradio")
-    from exda.engine.serve import Models
+    from exda.inference.serve import Models
 
     for kind, bad in files.items():  # serve loads --checkpoint fully at start, through the shared loader
         with pytest.raises(UserError) as err:
@@ -175,7 +178,7 @@ def test_messages_say_what_the_file_is(files, capsys) -> None:
                 "exda checkpoint, flipped weight byte (SHA-256)": "SHA-256"}
     for kind, bad in files.items():
         with pytest.raises(UserError, match=None) as err:
-            load_for_inference(bad)
+            load_network(bad)
         assert expected[kind] in str(err.value), (kind, str(err.value))
 
 
@@ -191,7 +194,7 @@ def test_sniff_names_good_files_too(tmp_path: Path) -> None:
     (tmp_path / "record.json").write_text(ours.with_suffix(".json").read_text())
     assert "JSON record" in sniff(tmp_path / "record.json").what
     # a published state dict loads through the same loader serve and export use, its architecture inferred
-    loaded, info = load_for_inference(tmp_path / "zip.pth")
-    assert info["model_name"] == "restormer_test"
+    loaded, info = load_network(tmp_path / "zip.pth")
+    assert info.arch == "restormer_test"
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
                                                    strict=True))

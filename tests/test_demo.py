@@ -19,11 +19,12 @@ from exda.baselines import CANDIDATES, score
 from exda.cli import main
 from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample
-from exda.engine import demo, pretrained
+from exda.engine import demo
 from exda.engine.checkpoint import save_checkpoint
 from exda.engine.demo import Row, compare, degrade, save_grid, to_markdown
-from exda.engine.fast import optimize_for_inference
-from exda.engine.tiling import restore
+from exda.inference import pretrained
+from exda.inference.fast import optimize_for_inference
+from exda.inference.tiling import restore
 
 DEGRADATIONS = ("clean", "noise25", "haze")
 SEED = 5

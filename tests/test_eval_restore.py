@@ -20,13 +20,15 @@ import exda
 from exda.cli import main
 from exda.data.io import image_suffix, load_image, save_image, to_tensor
 from exda.data.samples import load_sample
-from exda.engine import pretrained
-from exda.engine.checkpoint import load_for_inference, resolve_checkpoint, save_checkpoint
+from exda.engine.checkpoint import save_checkpoint
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model, save_comparison_grid
-from exda.engine.fast import optimize_for_inference
-from exda.engine.pretrained import DEFAULT_MODELS, WEIGHTS_DIR, default_checkpoint, default_kind
-from exda.engine.tiling import restore
 from exda.errors import UserError
+from exda.inference import pretrained
+from exda.inference.checkpoint_format import resolve_checkpoint
+from exda.inference.fast import optimize_for_inference
+from exda.inference.loader import load_network
+from exda.inference.pretrained import DEFAULT_MODELS, WEIGHTS_DIR, default_checkpoint, default_kind
+from exda.inference.tiling import restore
 from exda.metrics import psnr, ssim
 
 
@@ -58,7 +60,7 @@ def _photo_items() -> list[dict]:
 
 
 def test_evaluate_model_scores_each_task(checkpoint: Path, tmp_path: Path) -> None:
-    model, _ = load_for_inference(checkpoint)
+    model, _ = load_network(checkpoint)
     model.train()
     items = _photo_items()
     result = evaluate_model(model, items, keep_images=2)
@@ -156,7 +158,7 @@ def test_restore_16bit_png_round_trip(checkpoint: Path, tmp_path: Path) -> None:
     assert _restore([str(src), "--checkpoint", str(checkpoint), "--precision", "fp32"]) == 0
     out = load_image(tmp_path / "photo16_restored.png")
     assert out.bit_depth == 16 and out.pixels.shape == (37, 31, 3)
-    model, _ = load_for_inference(checkpoint)
+    model, _ = load_network(checkpoint)
     with torch.inference_mode():
         expected = restore(model, to_tensor(load_image(src).pixels)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     assert np.abs(out.pixels - expected).max() < 1e-4
@@ -313,8 +315,8 @@ def test_default_checkpoint_user_errors(tmp_path: Path, monkeypatch: pytest.Monk
 def test_shipped_default_model_loads(kind: str, channels: int) -> None:
     _skip_without(kind)
     assert default_checkpoint(kind) == _shipped(kind)
-    model, info = load_for_inference(default_checkpoint(kind))
-    assert model.in_channels == channels and info["model_name"].startswith("exda_")
+    model, info = load_network(default_checkpoint(kind))
+    assert model.in_channels == channels and info.arch.startswith("exda_")
 
 
 def test_restore_without_checkpoint_uses_the_default_photo_model(tmp_path: Path, capsys) -> None:
@@ -368,7 +370,7 @@ def test_max_memory_tiles_automatically(checkpoint: Path, tmp_path: Path, capsys
         r"exda restore: big.png \(150x133\) would need about [0-9.]+ MiB in one pass, more than "
         r"--max-memory 1.0 MiB; restoring in 128 px tiles", notes[0]
     )
-    model = optimize_for_inference(load_for_inference(checkpoint)[0], precision="fp32")
+    model = optimize_for_inference(load_network(checkpoint)[0], precision="fp32")
     expected = restore(model, to_tensor(load_image(src).pixels)[None], tile=128, overlap=32)[0].clamp(0, 1)
     out = load_image(dst).pixels
     assert out.shape == (133, 150, 3)
@@ -401,7 +403,7 @@ def test_restore_with_the_onnxruntime_backend(checkpoint: Path, tmp_path: Path) 
     src = _photo_png(tmp_path / "crop.png", 37, 45)
     dst = tmp_path / "ort.png"
     assert _restore([str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--backend", "onnxruntime"]) == 0
-    model, _ = load_for_inference(checkpoint)
+    model, _ = load_network(checkpoint)
     with torch.inference_mode():
         expected = restore(model, to_tensor(load_image(src).pixels)[None]).clamp(0, 1)
     assert psnr(to_tensor(load_image(dst).pixels)[None], expected).item() >= 45.0

@@ -1,5 +1,5 @@
-"""The fast inference path (exda/engine/fast.py) against fp32 eager on real photo crops, and the memory
-estimate behind automatic tiling (exda/engine/memory.py)."""
+"""The fast inference path (exda/inference/fast.py) against fp32 eager on real photo crops, and the memory
+estimate behind automatic tiling (exda/inference/memory.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from torch import nn
 import exda
 from exda.data.io import to_tensor
 from exda.data.samples import load_sample
-from exda.engine import fast as fast_module
-from exda.engine import memory
-from exda.engine.fast import FastInference, native_bf16, optimize_for_inference
-from exda.engine.memory import (
+from exda.inference import fast as fast_module
+from exda.inference import memory
+from exda.inference.fast import FastInference, native_bf16, optimize_for_inference
+from exda.inference.memory import (
     DEFAULT_CAP,
     TILE_MULTIPLE,
     default_budget,
@@ -172,7 +172,7 @@ def test_first_width_is_the_first_convolution() -> None:
 
 
 def test_auto_precision_keeps_a_bf16_unsafe_model_in_fp32(monkeypatch):
-    import exda.engine.fast as fast
+    import exda.inference.fast as fast
 
     monkeypatch.setattr(fast, "native_bf16", lambda device: True)
     assert fast.optimize_for_inference(exda.create_model("restormer_test")).bf16

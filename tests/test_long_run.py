@@ -46,3 +46,29 @@ def test_gpu_script_continues_a_packed_run_with_a_larger_batch(tmp_path: Path) -
     log = (tmp_path / "gpu" / "run" / "train.log").read_text()
     assert "new data order (train.resume_exact=false)" in log and "data.batch_size (checkpoint 2, now 3)" in log
     assert (tmp_path / "gpu" / "state" / "state.safetensors").is_file()
+
+
+def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for split in ("train", "heldout"):
+        (tmp_path / "pool" / split).mkdir(parents=True)
+        save_image(tmp_path / "pool" / split / "p.png", rng.random((50, 60, 3)))
+    tiny = ("--set model.name=exda_restormer_test --set train.compile=false --set data.patch_size=24 "
+            "--set data.val_max_items=0 --set data.degradations=[noise25] --set data.task_repeats={} "
+            "--set data.length=4 --set data.batch_size=2 --set train.iters=2 --set train.keep_steps=[2]").split()
+    env = {**os.environ, "PYTHON": sys.executable, "EXDA_RUNS": str(tmp_path / "runs"),
+           "EXDA_POOL": str(tmp_path / "pool")}
+    slot = ["bash", str(ROOT / "scripts" / "long_run.sh"), "slot", "default_photo_plain", "default_photo_token_only"]
+    done = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kwargs = {name: load_training_state(tmp_path / "runs" / name)["model_kwargs"]
+              for name in ("default_photo_plain", "default_photo_token_only")}
+    assert kwargs["default_photo_plain"]["value_transform"] == kwargs["default_photo_plain"]["global_token"] == "off"
+    assert kwargs["default_photo_token_only"]["value_transform"] == "off"
+    assert kwargs["default_photo_token_only"].get("global_token", "on") != "off"
+    config = load_training_state(tmp_path / "runs" / "default_photo_plain")["config"]
+    assert config["optim"]["schedule_iters"] == 30000 and config["data"]["root"] == str(tmp_path / "pool" / "train")
+    assert (tmp_path / "runs" / "default_photo_plain" / "checkpoints" / "step_2.safetensors").is_file()
+    again = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)  # both finished: no-op
+    log = (tmp_path / "runs" / "default_photo_plain" / "stdout.log").read_text()
+    assert again.returncode == 0 and log.count("default_photo_plain: starting") == 1

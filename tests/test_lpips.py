@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from exda.engine.tiling import restore
 from exda.errors import UserError
+from exda.inference.tiling import restore
 from exda.metrics_lpips import LPIPS, lpips, weights_path
 
 DATA = Path(__file__).parent / "data"

@@ -103,11 +103,12 @@ def test_every_model_has_its_family_traits_and_carries_them():
 
 
 def test_a_loaded_checkpoint_carries_its_traits(tmp_path):
-    from exda.engine.checkpoint import load_for_inference, save_checkpoint
+    from exda.engine.checkpoint import save_checkpoint
+    from exda.inference.loader import load_network
 
     model = exda.create_model("amir_test", in_channels=3)
     path = save_checkpoint(tmp_path, "last", model=model, config={}, step=1, metrics={}, train_state=None)
-    loaded, _ = load_for_inference(path)
+    loaded, _ = load_network(path)
     assert model_traits(loaded) == model_traits(model) == ModelTraits(in_channels=3, auxiliary_loss=True)
 
 

@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 
 import exda
 from exda.cli import main as cli_main
-from exda.engine.checkpoint import load_checkpoint_or_pretrained, load_for_inference
 from exda.errors import UserError
-from exda.models.official import OFFICIAL_MAPPINGS, infer_arch, load_pretrained
+from exda.inference.loader import load_network
+from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 
 KEYS = Path(__file__).parent / "data" / "official_keys"
 exda.list_models()  # imports every model family, which registers its official mappings
@@ -90,7 +90,7 @@ def test_every_container_format_loads(tmp_path, wrap):
     }[wrap]
     path = tmp_path / "official.pth"
     torch.save(payload, path)
-    model = load_pretrained(path, arch="restormer_test")
+    model = exda.load_pretrained(path, arch="restormer_test")
     assert model.model_name == "restormer_test" and not model.training
     mapped = OFFICIAL_MAPPINGS["restormer_test"](state)
     for key, value in model.state_dict().items():
@@ -107,7 +107,7 @@ def test_mismatch_is_one_line_naming_keys(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save({"params": state}, path)
     with pytest.raises(UserError) as err:
-        load_pretrained(path, arch="restormer_test")
+        exda.load_pretrained(path, arch="restormer_test")
     text = str(err.value)
     assert "\n" not in text
     assert "output.weight" in text and "extra.weight" in text and "patch_embed.proj.weight" in text
@@ -117,14 +117,14 @@ def test_ambiguous_or_unknown_weights_ask_for_arch(tmp_path):
     path = tmp_path / "foreign.pth"
     torch.save({"conv.weight": torch.zeros(3, 3, 1, 1)}, path)
     with pytest.raises(UserError, match="--arch"):
-        load_pretrained(path)
+        exda.load_pretrained(path)
 
 
 def test_pickled_code_is_refused_with_one_line(tmp_path):
     path = tmp_path / "model.pth"
     torch.save({"params": tiny_official_state(), "options": Path("x")}, path)  # a Path needs code to unpickle
     with pytest.raises(UserError, match="weights_only") as err:
-        load_pretrained(path, arch="restormer_test")
+        exda.load_pretrained(path, arch="restormer_test")
     assert "\n" not in str(err.value)
 
 
@@ -132,7 +132,7 @@ def test_plain_safetensors_with_our_names_loads(tmp_path):
     net = exda.create_model("restormer_test")
     path = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    loaded = load_pretrained(path, arch="restormer_test")
+    loaded = exda.load_pretrained(path, arch="restormer_test")
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values(),
                                                    strict=True))
 
@@ -142,15 +142,15 @@ def test_convert_then_restore_and_checkpoint_helper(tmp_path):
     torch.save({"params": tiny_official_state()}, src)
     out = tmp_path / "converted.safetensors"
     assert cli_main(["convert", str(src), str(out), "--arch", "restormer_test"]) == 0
-    converted, info = load_for_inference(out)
-    direct = load_pretrained(src, arch="restormer_test")
+    converted, info = load_network(out)
+    direct = exda.load_pretrained(src, arch="restormer_test")
     x = torch.rand(1, 3, 17, 21)
     with torch.no_grad():
         assert torch.equal(converted(x), direct(x))
-    assert info["model_name"] == "restormer_test"
+    assert info.arch == "restormer_test"
     # the helper behind `exda restore/eval --checkpoint`: exda checkpoints and foreign files alike
     for path in (out, src):
-        model, info = load_checkpoint_or_pretrained(path, arch="restormer_test")
+        model, info = load_network(path, arch="restormer_test")
         with torch.no_grad():
             assert torch.equal(model(x), direct(x))
     assert cli_main(["convert", str(tmp_path / "missing.pth"), str(out)]) == 2

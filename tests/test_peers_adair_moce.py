@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import exda
-from exda.engine.checkpoint import load_for_inference
 from exda.engine.config import config_from_dict
 from exda.engine.trainer import train
+from exda.inference.loader import load_network
 from exda.layers.moe import squared_cv
 from exda.models.adair import FrequencyModulation
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
@@ -140,7 +140,7 @@ def test_training_with_balance_loss_then_restore(tmp_path):
                   "ema_decay": 0.0, "seed": 1, "device": "cpu"},
     })
     train(config, tmp_path / "run")
-    model, info = load_for_inference(tmp_path / "run")
-    assert info["model_name"] == "exda_moce_ir_test"
+    model, info = load_network(tmp_path / "run")
+    assert info.arch == "exda_moce_ir_test"
     with torch.no_grad():
         assert model(torch.rand(1, 3, 19, 23)).shape == (1, 3, 19, 23)

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import exda
-from exda.engine.checkpoint import load_for_inference
 from exda.engine.config import config_from_dict
 from exda.engine.distributed import DistContext
 from exda.engine.trainer import Trainer, train
+from exda.inference.loader import load_network
 from exda.layers.deform_conv import modulated_deform_conv2d
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
@@ -195,8 +195,8 @@ def _tiny_run(name: str, channels: int, **model_kwargs) -> dict:
 def test_training_runs_airnet_contrastive_loss_and_restores(tmp_path):
     run = tmp_path / "run"
     train(_tiny_run("airnet_test", 3), run)
-    model, info = load_for_inference(run)
-    assert info["model_name"] == "airnet_test"
+    model, info = load_network(run)
+    assert info.arch == "airnet_test"
     assert model.encoder.queue_ptr.item() == 2  # one step of batch 2 enqueued its keys: the loss ran
     with torch.no_grad():
         assert model(torch.rand(1, 3, 19, 23)).shape == (1, 3, 19, 23)

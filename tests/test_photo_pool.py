@@ -98,6 +98,10 @@ def test_build_checks_hashes_skips_finished_work_and_adds_dead_leaves(pool, tmp_
     assert len(fetched) == 2 and not list((dest / "train").glob("dead_leaves_*"))
     (dest / "train" / "stray.png").write_bytes(files["a.png"])
     assert pool.main([str(dest)]) == 2  # a folder holding images the script did not write
+    entries[0]["source"] = "debian:other=2"
+    manifest.write_text(json.dumps({"max_side": 1024, "photos": entries}))
+    assert pool.main([str(tmp_path / "small"), "--sources", "debian:other"]) == 0  # a pool of some sources only
+    assert [p.name for p in (tmp_path / "small").rglob("*.png")] == ["a.png"] and fetched[-1] == "debian:other=2"
 
 
 def test_near_duplicates_finds_a_copy_only(pool, tmp_path: Path) -> None:

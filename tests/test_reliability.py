@@ -29,18 +29,13 @@ from PIL import Image
 import exda
 from exda.cli import main
 from exda.data.io import load_image
-from exda.engine.checkpoint import (
-    checkpoint_problem,
-    latest_valid_checkpoint,
-    load_for_inference,
-    load_state_into,
-    load_training_state,
-    save_checkpoint,
-)
+from exda.engine.checkpoint import latest_valid_checkpoint, load_training_state, save_checkpoint
 from exda.engine.config import config_from_dict, load_config
 from exda.engine.distributed import DistContext
 from exda.engine.trainer import CHECKPOINT_DIR, Trainer, train
 from exda.errors import UserError
+from exda.inference.checkpoint_format import checkpoint_problem, load_state_into
+from exda.inference.loader import load_network
 
 RNG = np.random.default_rng(0)
 
@@ -260,7 +255,7 @@ def test_damaged_last_checkpoint_falls_back_to_previous(
     assert latest_valid_checkpoint(ckpt)[0] == ckpt / "previous.safetensors"
     if damage in ("truncate", "flip"):  # a cut file is named from its header, before its checksum is read
         with pytest.raises(UserError, match="does not match the SHA-256" if damage == "flip" else "truncated"):
-            load_for_inference(weights)
+            load_network(weights)
     train(_config(), run, resume=True)  # continues from step 1 to 3
     assert "resuming from previous.safetensors" in capsys.readouterr().err
     expected = _weights(reference_run)
@@ -351,7 +346,7 @@ def test_untrusted_state_npy_and_yaml_run_no_code(reference_run: Path, tmp_path:
 
 
 def test_checkpoint_of_another_size_or_architecture_names_the_mismatched_keys(checkpoint: Path) -> None:
-    weights = load_for_inference(checkpoint)[0].state_dict()  # restormer_test, dim 16
+    weights = load_network(checkpoint)[0].state_dict()  # restormer_test, dim 16
     cases = {
         "restormer_test": ({"dim": 12}, r"90 of another shape \(decoders\.0\.0\.attn\.project_out\.weight "
                                          r"\(16, 16, 1, 1\) vs \(24, 24, 1, 1\), "),

@@ -19,26 +19,28 @@ run_state = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_state)
 
 
-def config(iters: int):
+def config(iters: int, keep_steps: tuple[int, ...] = ()):
     return config_from_dict({
         "model": {"name": "exda_restormer_test"},
         "data": {"layout": "synthetic", "degradations": ["noise25", "rain"], "patch_size": 23, "batch_size": 2,
                  "num_workers": 0, "length": 6, "val_max_items": 0},
         "optim": {"lr": 1e-3, "warmup_iters": 1, "schedule_iters": 4},
         "train": {"iters": iters, "val_every": 0, "ckpt_every": 0, "precision": "fp32", "ema_decay": 0.9,
-                  "seed": 3, "device": "cpu"},
+                  "seed": 3, "device": "cpu", "keep_steps": list(keep_steps)},
     })
 
 
 def test_packed_state_resumes_the_run(tmp_path: Path) -> None:
     train(config(4), tmp_path / "full")
-    train(config(2), tmp_path / "run")
+    train(config(2, keep_steps=(1,)), tmp_path / "run")
     run_state.pack(tmp_path / "run", tmp_path / "state")
     packed = sum(p.stat().st_size for p in (tmp_path / "state").glob("state.*"))
     full_size = sum(p.stat().st_size for p in (tmp_path / "run" / "checkpoints").glob("last.*"))
     assert packed < 0.8 * full_size
     run_state.unpack(tmp_path / "state", tmp_path / "resumed")
     assert (tmp_path / "resumed" / "train.log").is_file()
+    kept = [tmp_path / d / "step_1.safetensors" for d in ("run/checkpoints", "state", "resumed/checkpoints")]
+    assert kept[0].read_bytes() == kept[1].read_bytes() == kept[2].read_bytes()
     train(config(4), tmp_path / "resumed", resume=True)
     a = load_training_state(tmp_path / "full")
     b = load_training_state(tmp_path / "resumed")
@@ -47,3 +49,18 @@ def test_packed_state_resumes_the_run(tmp_path: Path) -> None:
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=2e-3, msg=name)
     with pytest.raises(UserError, match="already holds checkpoints"):
         run_state.unpack(tmp_path / "state", tmp_path / "resumed")
+
+
+def test_a_finished_run_keeps_its_logs_and_kept_checkpoints_only(tmp_path: Path) -> None:
+    train(config(2, keep_steps=(2,)), tmp_path / "run")
+    run_state.pack(tmp_path / "run", tmp_path / "state")
+    run_state.pack(tmp_path / "run", tmp_path / "state", final=True)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        "config.yaml", "state.json", "step_2.json", "step_2.safetensors", "train.log"]
+    with pytest.raises(UserError, match="finished at step 2"):
+        run_state.unpack(tmp_path / "state", tmp_path / "again")
+    stopped_early = config(2)
+    stopped_early.train.time_limit_minutes = 1e-6  # stops after step 1 of 2
+    train(stopped_early, tmp_path / "short")
+    with pytest.raises(UserError, match="not finished"):
+        run_state.pack(tmp_path / "short", tmp_path / "short_state", final=True)

@@ -21,8 +21,9 @@ from exda.data.io import load_image, save_image, to_tensor  # noqa: E402
 from exda.data.samples import load_sample  # noqa: E402
 from exda.degradations import DegradationSampler  # noqa: E402
 from exda.engine.checkpoint import save_checkpoint  # noqa: E402
-from exda.engine.serve import CHECKPOINT_REFUSED, Models, ServeOptions, Server  # noqa: E402
 from exda.errors import UserError  # noqa: E402
+from exda.inference.restorer import RESTORERS  # noqa: E402
+from exda.inference.serve import CHECKPOINT_REFUSED, Models, ServeOptions, Server  # noqa: E402
 from exda.metrics import psnr  # noqa: E402
 
 
@@ -203,7 +204,10 @@ def test_checkpoint_box_loads_only_inside_its_folder_with_one_refusal_message(se
     assert messages == {CHECKPOINT_REFUSED}
     for name in ("run_a", "run_b", "run_c", "run_b"):
         restore(client, src, name)
-    assert len(server.pages.models._page) == 2  # a bounded cache: the least recently used is dropped
+    # the page's models come from the process's one bounded cache, the one exda.restore uses
+    page = server.pages.models.for_request(src, "run_b").restorer
+    assert page is RESTORERS.get(checkpoints / "run_b", precision="fp32", device="cpu")
+    assert len(RESTORERS) <= RESTORERS.size
 
 
 def test_without_a_checkpoint_folder_the_box_refuses_everything(tmp_path: Path) -> None:

@@ -44,10 +44,9 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
     from exda.data.io import load_image, save_image
     from exda.data.samples import load_sample
     from exda.degradations import DegradationSampler
-    from exda.engine.checkpoint import load_for_inference
-    from exda.engine.pretrained import default_checkpoint
-    from exda.engine.restore_cli import inference_model, restore_file
-    from exda.engine.serve import ServeOptions, Server
+    from exda.inference.pretrained import default_checkpoint
+    from exda.inference.restorer import Restorer
+    from exda.inference.serve import ServeOptions, Server
 
     torch.set_num_threads(1)
     x = torch.from_numpy(np.ascontiguousarray(load_sample("coffee"))).permute(2, 0, 1)[None]
@@ -100,10 +99,8 @@ def test_upload_restore_and_download_in_chromium(tmp_path: Path) -> None:
         server.close()
 
     # The browser got the same image `exda restore` writes for this file.
-    net, _ = load_for_inference(default_checkpoint("photo"))
     expected = tmp_path / "expected.png"
-    restore_file(inference_model(net, "torch", "fp32"), src, expected, tile=None, overlap=32, budget=2**40,
-                 in_channels=net.in_channels)
+    Restorer.load(default_checkpoint("photo"), precision="fp32", device="cpu").restore_file(src, expected, budget=2**40)
     downloaded, reference = load_image(got).pixels, load_image(expected).pixels
     assert downloaded.shape == (200, 300, 3)
     assert np.abs(downloaded - reference).max() <= 1 / 255 + 1e-6

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from exda.engine.serve import WorkFolder
-from exda.engine.serve_lanes import Job, Lanes, Stopped, install_stop_checks
+from exda.inference.serve import WorkFolder
+from exda.inference.serve_lanes import Job, Lanes, Stopped, install_stop_checks
 
 
 class SlowStep(nn.Module):

@@ -19,7 +19,7 @@ import pytest
 import exda
 from exda.cli import main
 from exda.data.io import save_image
-from exda.engine.pretrained import default_checkpoint
+from exda.inference.pretrained import default_checkpoint
 
 gradio_client = pytest.importorskip("gradio_client", reason="exda serve needs the serve extra (make installs it)")
 

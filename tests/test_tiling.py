@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from exda.engine.tiling import edge_weights, restore, restore_tiled, tile_starts
+from exda.inference.tiling import edge_weights, restore, restore_tiled, tile_starts
 
 
 def _local_model(channels: int = 3) -> nn.Module:

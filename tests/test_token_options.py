@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from exda.data.samples import load_sample
-from exda.engine.checkpoint import load_for_inference
+from exda.inference.loader import load_network
 from exda.layers import GlobalSpatialToken, LayerNorm2d, TokenOptions, TransposedAttention
 from exda.layers.global_token import token_kwargs
 
@@ -122,7 +122,7 @@ def test_checkpoints_record_token_options_and_shipped_ones_the_first_reading(tmp
     shipped = "exda/weights/exda_photo.safetensors"
     with safe_open(shipped, "pt") as f:
         assert {k: json.loads(f.metadata()["model_kwargs"])[k] for k in FIRST_KWARGS} == FIRST_KWARGS
-    model, info = load_for_inference(shipped)
+    model, info = load_network(shipped)
     assert token_kwargs(model) == FIRST_KWARGS
     # the shipped photo model's output, pinned before the token options were added (2026-11-28)
     torch.manual_seed(0)
@@ -133,14 +133,15 @@ def test_checkpoints_record_token_options_and_shipped_ones_the_first_reading(tmp
 
     fresh = exda.create_model("exda_restormer_test", token_softmax="standardized")
     path = save_checkpoint(tmp_path, "last", model=fresh, config={}, step=3, metrics={}, train_state=None)
-    reloaded, info = load_for_inference(path)
+    reloaded, info = load_network(path)
     assert token_kwargs(reloaded) == token_kwargs(fresh)
-    assert info["model_kwargs"]["token_softmax"] == "standardized"
+    assert info.kwargs["token_softmax"] == "standardized"
 
 
 def test_a_checkpoint_without_token_options_is_refused_until_the_script_records_them(tmp_path):
     import exda
-    from exda.engine.checkpoint import file_digest, save_checkpoint
+    from exda.engine.checkpoint import save_checkpoint
+    from exda.inference.checkpoint_format import file_digest
 
     first = exda.create_model("exda_restormer_test", **FIRST_KWARGS)
     path = save_checkpoint(tmp_path, "last", model=first, config={"model": {"kwargs": {}}}, step=3, metrics={},
@@ -153,7 +154,7 @@ def test_a_checkpoint_without_token_options_is_refused_until_the_script_records_
     record["files"][".safetensors"] = file_digest(path)
     path.with_suffix(".json").write_text(json.dumps(record))
     with pytest.raises(exda.errors.UserError, match=r"record_token_options\.py") as err:
-        load_for_inference(path)
+        load_network(path)
     assert "\n" not in str(err.value)
 
     spec = importlib.util.spec_from_file_location("record_token_options", REPO / "scripts" / "record_token_options.py")
@@ -161,8 +162,8 @@ def test_a_checkpoint_without_token_options_is_refused_until_the_script_records_
     spec.loader.exec_module(script)
     assert script.FIRST_READING == FIRST_KWARGS
     assert script.record(path).startswith("recorded")
-    reloaded, info = load_for_inference(path)  # its checksum in the JSON follows the new file
-    assert token_kwargs(reloaded) == FIRST_KWARGS and info["config"]["model"]["kwargs"] == FIRST_KWARGS
+    reloaded, info = load_network(path)  # its checksum in the JSON follows the new file
+    assert token_kwargs(reloaded) == FIRST_KWARGS and info.config["model"]["kwargs"] == FIRST_KWARGS
     x = torch.rand(1, 3, 21, 30)
     with torch.no_grad():
         assert torch.equal(reloaded(x), first(x))

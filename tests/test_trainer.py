@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from exda.data.io import save_image
 from exda.engine import train_cli
-from exda.engine.checkpoint import file_digest, load_for_inference, load_training_state
+from exda.engine.checkpoint import load_training_state
 from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
 from exda.engine.distributed import DistContext
 from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_loss
@@ -31,6 +31,8 @@ from exda.engine.trainer import (
     warmup_stable_decay,
 )
 from exda.errors import UserError
+from exda.inference.checkpoint_format import file_digest
+from exda.inference.loader import load_network
 
 TINY: dict[str, Any] = {
     "model": {"name": "exda_restormer_test"},
@@ -77,16 +79,16 @@ def test_short_run_writes_complete_checkpoints(short_run: Path) -> None:
 
 
 def test_checkpoint_loads_for_inference(short_run: Path) -> None:
-    model, info = load_for_inference(short_run / "checkpoints" / "best.safetensors")
-    assert info["model_name"] == "exda_restormer_test" and info["ema"] and info["step"] == 2
-    assert set(info["metrics"]["per_task"]) == {"noise25", "rain"}
+    model, info = load_network(short_run / "checkpoints" / "best.safetensors")
+    assert info.arch == "exda_restormer_test" and info.ema and info.step == 2
+    assert set(info.metrics["per_task"]) == {"noise25", "rain"}
     assert not model.training
     x = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
-    raw, raw_info = load_for_inference(short_run, use_ema=False)  # a run folder resolves to last
-    assert not raw_info["ema"] and raw_info["path"].name == "last.safetensors"
+    raw, raw_info = load_network(short_run, use_ema=False)  # a run folder resolves to last
+    assert not raw_info.ema and raw_info.path.name == "last.safetensors"
     assert not torch.equal(next(raw.parameters()), next(model.parameters()))
 
 
@@ -284,8 +286,8 @@ def test_channels_last_is_a_memory_layout_not_other_maths(tmp_path: Path) -> Non
             path = run / "checkpoints" / f"{tag}.safetensors"
             with safe_open(str(path), framework="pt") as f:
                 assert all(f.get_tensor(key).is_contiguous() for key in f.keys())
-            model, info = load_for_inference(path)
-            assert info["step"] == 2 and info["ema"]
+            model, info = load_network(path)
+            assert info.step == 2 and info.ema
             with torch.no_grad():
                 outputs[channels_last, tag] = model(x)
     for tag in ("best", "last"):
@@ -384,3 +386,27 @@ def test_inexact_resume_continues_with_another_batch(tmp_path: Path) -> None:
     assert state["step"] == 4 and state["train_state"]["epoch"] == 1 and state["train_state"]["position"] == 2
     assert "new data order (train.resume_exact=false): data.batch_size (checkpoint 2, now 3)" in (
         tmp_path / "run" / "train.log").read_text()
+
+
+def test_keep_steps_keeps_the_ema_weights_at_those_steps(tmp_path: Path) -> None:
+    quick = {"val_every": 0, "ckpt_every": 0, "ema_decay": 0.5}
+    train(tiny_config(train={**quick, "iters": 3, "keep_steps": [2]}, optim={"schedule_iters": 3}), tmp_path / "a")
+    train(tiny_config(train={**quick, "iters": 2}, optim={"schedule_iters": 3}), tmp_path / "b")
+    kept = tmp_path / "a" / "checkpoints" / "step_2.safetensors"
+    assert sorted(p.name for p in kept.parent.glob("step_*")) == ["step_2.json", "step_2.safetensors"]
+    net, info = load_network(kept)
+    assert info.step == 2 and not info.ema  # the EMA is the kept model itself
+    ema_at_2, _ = load_network(tmp_path / "b")  # the same run stopped at step 2: its EMA
+    for a, b in zip(net.state_dict().values(), ema_at_2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_val_seed_fixes_the_validation_set_across_training_seeds(tmp_path: Path) -> None:
+    def val_items(seed: int, val_seed: int | None) -> list[torch.Tensor]:
+        config = tiny_config(train={"seed": seed}, data={"val_seed": val_seed})
+        trainer = Trainer(config, tmp_path / f"{seed}_{val_seed}", torch.device("cpu"), DistContext())
+        return [trainer.val_set[i]["lq"] for i in range(len(trainer.val_set))]
+
+    fixed = [val_items(seed, 0) for seed in (0, 1)]
+    assert all(torch.equal(a, b) for a, b in zip(*fixed, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(val_items(1, None), fixed[0], strict=True))

@@ -21,7 +21,7 @@ from PIL import Image
 import exda
 from exda.cli import main
 from exda.engine.checkpoint import save_checkpoint
-from exda.engine.pretrained import default_checkpoint
+from exda.inference.pretrained import default_checkpoint
 
 PACKAGE = Path(exda.__file__).resolve().parent
 SKIP = {"__pycache__", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis", ".venv"}

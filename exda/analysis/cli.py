@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", dest="checkpoints", type=Path, action="append", default=[],
                         help="checkpoint (exda's, a run folder or a published .pth / .ckpt) to analyse; repeat to "
                              "compare (default: the shipped photo model)")
+    parser.add_argument("--arch", default=None, metavar="NAME",
+                        help="model of a published --checkpoint (`exda models`), the same for each; default: "
+                             "inferred from its weights")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--degradation", dest="degradations", action="extend", nargs="+", default=[],
                         metavar="NAME", help=f"degradations (default: {' '.join(DEFAULT_DEGRADATIONS)})")
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    models = [load_model(path) for path in (args.checkpoints or [None])]  # a bad checkpoint fails first
+    models = [load_model(path, args.arch) for path in (args.checkpoints or [None])]  # a bad checkpoint fails first
     probe = probe_set(tuple(args.degradations) or DEFAULT_DEGRADATIONS, args.crop, args.per_photo, args.seed)
     labels = [label for _, label in models]
     models = [(label if labels.count(label) == 1 else f"{label} #{i + 1}", model)

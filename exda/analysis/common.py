@@ -15,10 +15,10 @@ from exda.atomic import atomic_write
 from exda.data.io import to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler, list_degradations
-from exda.engine.checkpoint import load_for_inference, resolve_checkpoint
 from exda.engine.evaluate import finite_or_none
-from exda.engine.pretrained import default_checkpoint
 from exda.errors import UserError
+from exda.inference.loader import load_network
+from exda.inference.pretrained import default_checkpoint
 from exda.layers import GlobalSpatialToken, NonlinearValue, TokenOptions
 
 DEFAULT_DEGRADATIONS: tuple[str, ...] = ("noise", "rain", "haze", "snow", "low_light", "motion_blur", "jpeg")
@@ -70,11 +70,11 @@ def probe_set(degradations: tuple[str, ...] = DEFAULT_DEGRADATIONS, crop: int = 
     return ProbeSet(torch.stack(clean), torch.stack(degraded), labels, tuple(degradations))
 
 
-def load_model(path: Path | None) -> tuple[nn.Module, str]:
-    """A checkpoint (or, for None, the shipped photo model) in eval mode on the CPU, and its label."""
-    checkpoint = default_checkpoint("photo") if path is None else resolve_checkpoint(path)
-    model, info = load_for_inference(checkpoint, device="cpu")
-    return model, f"{info['model_name']}{_options_label(model)} ({checkpoint.name})"
+def load_model(path: Path | None, arch: str | None = None) -> tuple[nn.Module, str]:
+    """A checkpoint of any kind (or, for None, the shipped photo model) in eval mode on the CPU, and its label;
+    ``arch`` as ``--arch``."""
+    model, info = load_network(default_checkpoint("photo") if path is None else path, arch=arch, device="cpu")
+    return model, f"{info.arch}{_options_label(model)} ({info.path.name})"
 
 
 def _options_label(model: nn.Module) -> str:

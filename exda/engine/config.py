@@ -57,6 +57,7 @@ class DataConfig:
     val_degradations: list[str] | None = None  # None = same as degradations
     val_patch_size: int | None = None  # crop validation images (fixed per item); None = whole images
     val_max_items: int = 50  # evenly spaced over the tasks; 0 = no validation
+    val_seed: int | None = None  # the validation degradations' seed; None = train.seed (fix it to compare seeds)
     # Progressive patch training: stages run in order and replace patch_size/batch_size; the last one
     # runs on to train.iters, so the stages' iters need not sum to it. Empty = one stage, as above.
     progressive: list[PatchStage] = field(default_factory=list)
@@ -108,6 +109,9 @@ class TrainConfig:
     # CPU threads of this process (torch.set_num_threads); 0 = torch's default (one per core).
     threads: int = 0
     time_limit_minutes: float = 0.0  # stop (validate, save last) after this many minutes; 0 = no limit
+    # Also keep the inference weights (the EMA where there is one) at these steps as checkpoints/step_<N>:
+    # paired comparisons of runs at a fixed step, which last/best replace.
+    keep_steps: list[int] = field(default_factory=list)
     # --resume refuses a change to what fixes the batches (batch/patch size, data root, processes); false
     # continues weights, EMA, optimizer and schedule with a new data order (a GPU with a larger batch).
     resume_exact: bool = True

@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from exda.engine.checkpoint import WEIGHTS_SUFFIX, save_checkpoint
+from exda.engine.checkpoint import save_checkpoint
 from exda.errors import UserError
-from exda.models.official import load_pretrained
+from exda.inference.checkpoint_format import WEIGHTS_SUFFIX
+from exda.inference.loader import load_network
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.output.suffix != WEIGHTS_SUFFIX:
         raise UserError(f"output must end in {WEIGHTS_SUFFIX}, got {args.output}")
-    model = load_pretrained(args.input, arch=args.arch)
-    config = {"converted_from": str(args.input), "container": model.pretrained_container,
+    model, info = load_network(args.input, arch=args.arch)
+    config = {"converted_from": str(args.input), "container": info.container,
               "model": {"name": model.model_name, "kwargs": model.model_kwargs}}
     path = save_checkpoint(args.output.parent, args.output.name.removesuffix(WEIGHTS_SUFFIX), model=model,
                            config=config, step=0, metrics={}, train_state=None)

@@ -25,11 +25,11 @@ from exda.baselines import METHODS, best_baseline, method_available, score
 from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
-from exda.engine.checkpoint import load_for_inference
 from exda.engine.evaluate import finite_or_none
-from exda.engine.fast import optimize_for_inference
-from exda.engine.pretrained import default_checkpoint
-from exda.engine.tiling import restore
+from exda.inference.pretrained import default_checkpoint
+from exda.inference.restore_cli import ARCH_HELP
+from exda.inference.restorer import Restorer
+from exda.inference.tiling import restore
 
 DEMO_DEGRADATIONS: tuple[str, ...] = (
     "clean", "noise15", "noise25", "noise50", "rain", "haze", "motion_blur", "low_light", "snow", "underwater",
@@ -169,26 +169,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a checkpoint, run folder or published .pth / .ckpt instead of the shipped default "
                              "photo model")
+    parser.add_argument("--arch", default=None, metavar="NAME", help=ARCH_HELP)
     parser.add_argument("--crop", type=int, default=DEMO_CROP,
                         help=f"centre crop of each photo in px (default {DEMO_CROP}; 0 = whole photos)")
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    net, info = load_for_inference(args.checkpoint or default_checkpoint("photo"))
-    model = optimize_for_inference(net)
+    restorer = Restorer.load(args.checkpoint or default_checkpoint("photo"), arch=args.arch, device="cpu")
+    info = restorer.info
     photos = held_out_photos(args.crop or None)
-    print(f"exda demo: {info['model_name']} step {info['step']} on {len(photos)} held-out photos "
+    print(f"exda demo: {info.arch} step {info.step} on {len(photos)} held-out photos "
           f"({', '.join(photos)}), {len(DEMO_DEGRADATIONS)} degradations, seed {DEMO_SEED}", file=sys.stderr)
     if not method_available("bm3d"):
         print("exda demo: BM3D not installed (`pip install exda[baselines]`, non-commercial licence); "
               "the other classical methods run", file=sys.stderr)
-    rows, grid = compare(model, photos)
+    rows, grid = compare(restorer.model, photos)
     table = conditions(photos, args.crop or None) + "\n\n" + to_markdown(rows)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     elapsed = time.perf_counter() - start
-    record = {"model": info["model_name"], "checkpoint": str(info["path"]), "step": info["step"],
+    record = {"model": info.arch, "checkpoint": str(info.path), "step": info.step,
               "photos": list(photos), "crop": args.crop or None, "seed": DEMO_SEED, "seconds": round(elapsed, 1),
               "rows": [asdict(r) for r in rows]}
     # the clean row's input and identity scores are infinite: null in JSON, as in exda eval's results.json

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from exda.data import LAYOUTS, build_dataset
-from exda.engine.checkpoint import load_checkpoint_or_pretrained, resolve_checkpoint
 from exda.engine.evaluate import evaluate_model
-from exda.engine.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments, check_tiling, inference_device
 from exda.errors import UserError
+from exda.inference.loader import load_network
+from exda.inference.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments
+from exda.inference.restorer import check_tiling, inference_device
 from exda.metrics import SSIM_PROTOCOLS
-from exda.models import model_traits
 
 SAMPLES = "samples"  # --data value meaning the built-in sample photos
 GRID_PER_TASK = 1  # comparison.png: the first image of every task
@@ -63,10 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if ssim_protocol and (args.ssim_gaussian or layout == "medical"):
         raise UserError("--ssim-protocol replaces --ssim-gaussian and the medical layout's SSIM; give one")
     device = inference_device(args.device)
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    model, info = load_checkpoint_or_pretrained(checkpoint, device=device, arch=args.arch)
+    model, info = load_network(args.checkpoint, arch=args.arch, device=device)
     dataset = build_dataset(layout, root, "test", degradations=tuple(args.degradations),
-                            in_channels=model_traits(model).in_channels)
+                            in_channels=info.in_channels)
     medical = layout == "medical"
     if medical:
         print("exda eval: medical layout, AMIR protocol: gaussian SSIM, data range = GT max - min",
@@ -79,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         keep_per_task=GRID_PER_TASK, progress=True, lpips_net=args.lpips,
     )
     data_name = SAMPLES if root is None else root.resolve().name
-    result.settings.update(checkpoint=str(checkpoint), model=info["model_name"], step=info["step"],
-                           ema=info["ema"], data=str(root) if root else SAMPLES, layout=layout,
+    result.settings.update(checkpoint=str(info.path), model=info.arch, step=info.step,
+                           ema=info.ema, data=str(root) if root else SAMPLES, layout=layout,
                            degradations=list(args.degradations))
     out = args.out if args.out is not None else Path(f"eval-{data_name}")
     result.to_csv(out / "results.csv")

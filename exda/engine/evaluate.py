@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from exda.atomic import atomic_write
 from exda.data import collate_restoration
-from exda.engine.tiling import restore
 from exda.errors import UserError
 from exda.figures import save_image_grid
+from exda.inference.tiling import restore
 from exda.metrics import gt_data_range, psnr, rmse, ssim
 from exda.metrics_lpips import lpips
 

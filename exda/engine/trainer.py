@@ -36,11 +36,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from exda.amp import autocast
 from exda.data import build_dataset, collate_restoration
-from exda.engine.amp import autocast
 from exda.engine.checkpoint import (
     latest_valid_checkpoint,
-    load_state_into,
     load_training_state,
     remove_stale_temp_files,
     save_checkpoint,
@@ -56,6 +55,7 @@ from exda.engine.distributed import (
 from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
 from exda.engine.losses import build_loss
 from exda.errors import UserError
+from exda.inference.checkpoint_format import load_state_into
 from exda.layers.global_token import token_kwargs
 from exda.models import create_model, model_traits
 
@@ -262,7 +262,7 @@ class Trainer:
         build = partial(
             build_dataset, data.val_layout or data.layout, data.val_root or data.root, "val",
             degradations=tuple(degradations), patch_size=data.val_patch_size, in_channels=data.in_channels,
-            seed=train.seed, strength=data.strength,
+            seed=train.seed if data.val_seed is None else data.val_seed, strength=data.strength,
         )
         dataset = build()
         # A shorter length takes items evenly spaced over the set, so every task stays in the subset.
@@ -366,11 +366,13 @@ class Trainer:
                 f"{self.optimizer.param_groups[0]['lr']:.3e}"
             )
 
-    def _save(self, tag: str, metrics: dict[str, Any], with_state: bool) -> None:
-        """Write a checkpoint; ``last`` keeps the one it replaces as ``previous`` until it is complete."""
+    def _save(self, tag: str, metrics: dict[str, Any], with_state: bool, weights_only: bool = False) -> None:
+        """Write a checkpoint; ``last`` keeps the one it replaces as ``previous`` until it is complete.
+        ``weights_only`` writes just the inference weights (the EMA where there is one) as the model."""
+        model, ema = (self.ema or self.model, None) if weights_only else (self.model, self.ema)
         try:
             save_checkpoint(
-                self.run_dir / CHECKPOINT_DIR, tag, model=self.model, ema_model=self.ema,
+                self.run_dir / CHECKPOINT_DIR, tag, model=model, ema_model=ema,
                 config=self.config.to_dict(), step=self.step, metrics=metrics,
                 train_state=self._train_state() if with_state else None, keep_previous=with_state,
             )
@@ -543,6 +545,8 @@ class Trainer:
                         self._save("best", metrics, with_state=False)
                 if self.ctx.is_main and self._due(train.ckpt_every, last):
                     self._save("last", metrics, with_state=True)
+                if self.ctx.is_main and self.step in train.keep_steps:
+                    self._save(f"step_{self.step}", metrics, with_state=False, weights_only=True)
                 now = time.monotonic()  # validation and saving count as the run's time too
                 self.train_seconds += now - clock
                 clock = now

@@ -212,7 +212,7 @@ SIZES: dict[str, dict] = {
 }
 
 # Sorting pixels by value makes the output jump on tiny input changes (the official code too): bf16 rounding
-# moves it by whole grey levels, so the fast path keeps it in fp32 (exda/engine/fast.py). Float round-off
+# moves it by whole grey levels, so the fast path keeps it in fp32 (exda/inference/fast.py). Float round-off
 # alone moves it far (histoformer_test at initialisation, 67 x 45: PyTorch fp32 vs fp64 28 dB PSNR, 1 vs 2
 # threads 56 dB; onnxruntime vs PyTorch 28 dB, where the other families agree to 140-150 dB): the exported
 # graph computes the same function, but no comparison with PyTorch can tell a right graph from a wrong one.

@@ -11,13 +11,17 @@ official checkpoints come in several configurations (e.g. Restormer's bias-free 
 inputs) may also register ``@official_config(name)``: official state dict -> our ``create_model``
 keyword arguments.
 
-:func:`load_pretrained` reads BasicSR ``.pth`` (``params`` / ``params_ema``), Lightning ``.ckpt``
-(``state_dict`` with the ``net.`` prefix), plain state dicts (``module.`` prefixes of DDP stripped) and
-exda's own safetensors checkpoints. Foreign files are read with ``torch.load(weights_only=True)`` only.
+:func:`read_state_dict` reads the state dict of a BasicSR ``.pth`` (``params`` / ``params_ema``), a
+Lightning ``.ckpt`` (``state_dict`` with the ``net.`` prefix) or a plain state dict (``module.`` prefixes of
+DDP stripped; ``.pth`` or ``.safetensors``), with ``torch.load(weights_only=True)`` only; :func:`infer_arch`
+names the architecture such weights belong to and :func:`official_state` maps them onto it. This module
+reads and maps only: the network is built and loaded by :mod:`exda.inference.loader`, which also reads
+exda's own checkpoints.
 """
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from collections.abc import Callable
@@ -27,8 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from exda.engine.file_kind import EXPECTED, sniff
 from exda.errors import UserError
+from exda.file_kind import EXPECTED, require_checkpoint_file
+from exda.models.registry import create_model, list_models
 
 StateDict = dict[str, torch.Tensor]
 Mapping = Callable[[StateDict], StateDict]
@@ -42,6 +47,7 @@ OFFICIAL_CONFIGS: dict[str, ConfigReader] = {}
 # Containers the training frameworks wrap a state dict in, most preferred first (BasicSR keeps the EMA
 # weights under params_ema; Lightning under state_dict; others under model / model_state_dict).
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
+_EMA_WRAPPERS = ("params_ema",)
 _PREFIXES = ("module.", "net.", "model.")
 # What torch's weights-only unpickler names when a pickle asks for code: a global, a class, a function.
 _CODE_IN_PICKLE = re.compile(r"GLOBAL ([\w.]+)|Unsupported class ([\w.]+)|unrecognized function ([\w.]+)"
@@ -84,11 +90,12 @@ def rename_prefixes(state: StateDict, renames: dict[str, str]) -> StateDict:
     return out
 
 
-def _unwrap(obj: Any, path: Path) -> tuple[StateDict, str]:
+def _unwrap(obj: Any, path: Path, ema: bool) -> tuple[StateDict, str]:
     """The state dict inside a loaded checkpoint object, and where it was found."""
     where = "top level"
+    wrappers = _WRAPPERS if ema else tuple(k for k in _WRAPPERS if k not in _EMA_WRAPPERS)
     while isinstance(obj, dict) and not _is_state_dict(obj):
-        key = next((k for k in _WRAPPERS if isinstance(obj.get(k), dict) and obj[k]), None)
+        key = next((k for k in wrappers if isinstance(obj.get(k), dict) and obj[k]), None)
         if key is None:
             keys = ", ".join(sorted(map(str, obj))[:6])
             raise UserError(f"{path} holds no state dict (top-level keys: {keys}); expected params_ema / params "
@@ -116,26 +123,17 @@ def _strip_prefixes(state: StateDict) -> StateDict:
             return state
 
 
-def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
-    """The network's state dict in any supported file, and a word on where it came from.
+def read_state_dict(path: str | Path, ema: bool = True) -> tuple[StateDict, str]:
+    """The network's state dict in a published file, and where in the file it was (``params_ema``,
+    ``params``, ``state_dict``, ``top level``, ...); ``ema=False`` passes over ``params_ema``.
 
-    The file's content, not its name, picks the reader: safetensors (exda checkpoints give their EMA
-    weights when present), else ``torch.load(weights_only=True)``, so a file that needs code to load is
-    refused with one line; files neither can read (text, HTML, truncated) are named by
-    :func:`exda.engine.file_kind.sniff` before any reader runs.
+    The file's content, not its name, picks the reader: safetensors, else ``torch.load(weights_only=True)``,
+    so a file that needs code to load is refused with one line; files neither can read (text, HTML,
+    truncated) are named by :func:`exda.file_kind.sniff` before any reader runs.
     """
-    from exda.engine.checkpoint import resolve_checkpoint
-
-    path = resolve_checkpoint(path)  # missing, a folder, text, HTML, empty, truncated: one line
-    found = sniff(path)
-    if found.kind == "safetensors":
+    path = Path(path)
+    if require_checkpoint_file(path).kind == "safetensors":
         from safetensors.torch import load_file
-
-        from exda.engine.checkpoint import FORMAT
-
-        if "model_name" in found.metadata and found.metadata.get("format") != FORMAT:
-            raise UserError(f"{path} is an exda checkpoint of unknown format {found.metadata.get('format')!r} "
-                            f"(damaged, or written by another exda version); expected {FORMAT!r}")
 
         try:
             state = load_file(str(path))
@@ -143,10 +141,6 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
             raise UserError(f"{path} is a damaged safetensors file ({type(err).__name__}: {err})") from err
         if not state:
             raise UserError(f"{path} holds no tensors")
-        groups = {p: {k[len(p) + 1:]: v for k, v in state.items() if k.startswith(p + ".")} for p in ("ema", "model")}
-        for prefix, group in groups.items():
-            if group:
-                return group, prefix
         return _strip_prefixes(state), "top level"
     try:  # a file object, so torch.load reads by content: given a name ending in .safetensors it would not
         with open(path, "rb") as fh:
@@ -162,17 +156,25 @@ def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
         detail = " ".join(str(err).split())[:80]
         raise UserError(f"{path} is a damaged or truncated PyTorch checkpoint ({type(err).__name__}: {detail}); "
                         f"{EXPECTED}") from err
-    return _unwrap(obj, path)
+    return _unwrap(obj, path, ema)
 
 
-def _build(arch: str, state: StateDict, device: str | torch.device | None = None) -> nn.Module:
-    from exda.models.registry import create_model
+def official_kwargs(arch: str, state: StateDict) -> dict[str, Any]:
+    """The ``create_model`` keyword arguments of the configuration ``state`` was trained in ({} for a
+    family with one configuration)."""
+    return OFFICIAL_CONFIGS[arch](state) if arch in OFFICIAL_CONFIGS else {}
 
-    kwargs = OFFICIAL_CONFIGS[arch](state) if arch in OFFICIAL_CONFIGS else {}
-    if device is None:
-        return create_model(arch, **kwargs)
-    with torch.device(device):
-        return create_model(arch, **kwargs)
+
+@functools.cache
+def _expected_shapes(arch: str, kwargs: tuple[tuple[str, Any], ...]) -> dict[str, tuple[int, ...]]:
+    """The state dict shapes of ``create_model(arch, **dict(kwargs))``, from a model built on the meta device
+    (nothing allocated); kept, as :func:`infer_arch` asks for every architecture each time. Read only."""
+    try:
+        with torch.device("meta"):
+            model = create_model(arch, **dict(kwargs))
+    except (UserError, RuntimeError, NotImplementedError):
+        model = create_model(arch, **dict(kwargs))
+    return _shapes(model)
 
 
 def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -198,15 +200,10 @@ def _mapped(arch: str, state: StateDict) -> list[StateDict]:
 def infer_arch(state: StateDict, source: str | Path | None = None) -> str:
     """The one registered architecture with an official mapping whose model takes ``state`` exactly
     (key set and every shape; models built on the meta device, so nothing is allocated)."""
-    from exda.models.registry import list_models
-
     list_models()  # import every family, so its mappings are registered
     found = []
     for arch in sorted(OFFICIAL_MAPPINGS):
-        try:
-            expected = _shapes(_build(arch, state, device="meta"))
-        except (UserError, RuntimeError, NotImplementedError):
-            expected = _shapes(_build(arch, state))
+        expected = _expected_shapes(arch, tuple(sorted(official_kwargs(arch, state).items())))
         if any(_fits(expected, mapped) for mapped in _mapped(arch, state)):
             found.append(arch)
     if not found:
@@ -220,30 +217,9 @@ def infer_arch(state: StateDict, source: str | Path | None = None) -> str:
     return found[0]
 
 
-def load_pretrained(path: str | Path, arch: str | None = None) -> nn.Module:
-    """Build the network a checkpoint file belongs to and load its weights; returned in eval mode, on CPU.
-
-    ``path``: a BasicSR ``.pth`` (``params_ema`` preferred over ``params``), a Lightning ``.ckpt``, a plain
-    state dict (``module.`` / ``net.`` prefixes stripped) or an exda ``.safetensors`` checkpoint.
-    ``arch``: a registered model name; inferred from the keys and shapes when None. A mismatch raises
-    :class:`UserError` naming the missing, unexpected and reshaped keys.
-    """
-    from exda.engine.checkpoint import is_exda_checkpoint, load_checkpoint_or_pretrained, load_state_into
-    from exda.models.registry import list_models
-
-    path = Path(path)
-    if is_exda_checkpoint(path):
-        return load_checkpoint_or_pretrained(path, arch=arch)[0]
-    state, container = read_state_dict(path)
-    if arch is None:
-        arch = infer_arch(state, path)
-    elif arch not in list_models():
-        raise UserError(f"unknown model {arch!r}; known: {', '.join(list_models())}")
-    model = _build(arch, state)
+def official_state(arch: str, state: StateDict, model: nn.Module) -> StateDict:
+    """``state`` with the names ``model`` (an ``arch``) takes: the official mapping's when they fit it, else
+    the names as they are (exda's own); the mapped ones when neither fits, so a mismatch names our keys."""
     expected = _shapes(model)
     candidates = _mapped(arch, state)
-    chosen = next((m for m in candidates if _fits(expected, m)), candidates[0])
-    load_state_into(model, chosen, path)
-    model.pretrained_container = container  # where in the file the weights were (params_ema, state_dict, ...)
-    return model.eval()
-
+    return next((m for m in candidates if _fits(expected, m)), candidates[0])

@@ -262,7 +262,7 @@ _PROMPTIR_NAMES = {
 }
 
 
-@official_mapping("promptir")
+@official_mapping("promptir", "promptir_small", "promptir_tiny", "promptir_test")
 def promptir_from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """va1shn9v/PromptIR's ``PromptIR(decoder=True).state_dict()`` keys -> ours."""
     out = unet_from_official(state, _PROMPTIR_NAMES)

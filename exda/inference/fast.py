@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from exda.engine.amp import autocast
+from exda.amp import autocast
 from exda.models import model_traits
 
 Precision = Literal["auto", "fp32", "bf16"]

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from exda.engine.amp import autocast
+from exda.amp import autocast
 
 EDGE_MARGIN = 16  # px mirrored around an image before restoring it (see ``restore``)
 

@@ -6,7 +6,8 @@ image is tiled automatically (one line says so); ``--tile`` sets tiles by hand. 
 TIFF, grayscale or RGB; alpha is set aside and re-attached. Outputs keep the source precision (16-bit
 in, 16-bit out) and TIFF stays TIFF; everything else is written as PNG (``.npy`` stays ``.npy``), unless
 ``-o`` names a ``.jpg`` / ``.webp`` file (``--quality``). The model runs on the fast inference path
-(exda/engine/fast.py).
+(exda/inference/fast.py); models load through :class:`exda.inference.restorer.Restorer`, once per
+process.
 
 Reliability: every output path is checked (supported type, writable folder, never an input, not an
 existing file unless ``--overwrite``) before any model runs; each output is written atomically. A folder
@@ -25,37 +26,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from exda.data.io import (
-    DEFAULT_MAX_PIXELS,
-    SAVE_SUFFIXES,
-    image_stem,
-    image_suffix,
-    list_images,
-    load_image,
-    save_image,
-    to_numpy,
-    to_tensor,
-)
-from exda.data.transforms import match_channels
-from exda.engine.backends import BACKENDS, build_backend
-from exda.engine.checkpoint import load_checkpoint_or_pretrained
-from exda.engine.fast import optimize_for_inference
-from exda.engine.memory import (
-    default_budget,
-    estimate_peak_bytes,
-    first_width,
-    format_size,
-    parse_size,
-    tile_for_budget,
-)
-from exda.engine.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
-from exda.engine.tiling import restore
+from exda.data.io import DEFAULT_MAX_PIXELS, SAVE_SUFFIXES, image_stem, image_suffix, list_images
 from exda.errors import UserError
+from exda.inference.backends import BACKENDS
+from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
+from exda.inference.restorer import RESTORERS, Restorer, check_tiling, inference_device, memory_budget
 
 _KEEP_SUFFIXES = (".tif", ".tiff", ".npy")
 CHECKPOINT_HELP = (
@@ -104,23 +82,6 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bf16", action="store_true", help="same as --precision bf16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available, else cpu")
-
-
-def inference_device(name: str | None) -> torch.device:
-    """The requested device, or CUDA when available; asking for absent CUDA is a user error."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available")
-    return torch.device(name)
-
-
-def check_tiling(tile: int | None, overlap: int) -> None:
-    """One clear line for tile/overlap values the tiler cannot use."""
-    if overlap < 0:
-        raise UserError(f"--tile-overlap must be >= 0, got {overlap}")
-    if tile is not None and (tile < 1 or 2 * overlap > tile):
-        raise UserError(f"--tile must be positive and at least twice the overlap ({overlap}), got {tile}")
 
 
 def peak_memory_line(device: torch.device) -> str:
@@ -228,93 +189,9 @@ def plan_outputs(input_path: Path, output: Path | None) -> list[tuple[Path, Path
     return pairs
 
 
-def _fit_channels(pixels: np.ndarray, in_channels: int, src: Path) -> tuple[np.ndarray, bool]:
-    """Fit an image to the model's channels; returns the pixels and whether to save gray back."""
-    channels = pixels.shape[2]
-    if channels == 3 and in_channels == 1:
-        say(f"{src.name} is RGB but the model takes 1 channel; restoring its luma")
-    return match_channels(pixels, in_channels), channels == 1 and in_channels == 3
-
-
-def memory_budget(text: str | None) -> int:
-    """--max-memory in bytes (its default when None); one clear line for a malformed size."""
-    if text is None:
-        return default_budget()
-    try:
-        return parse_size(text)
-    except ValueError:
-        raise UserError(f"--max-memory must be a size like 2G, 512M or 3.5GiB, got {text!r}") from None
-
-
 def say(message: str) -> None:
     """One line on stderr that never lands on a progress bar's line (tqdm clears and redraws the bars)."""
     tqdm.write(f"exda restore: {message}", file=sys.stderr)
-
-
-def restore_image(
-    model: nn.Module, x: torch.Tensor, *, tile: int | None, overlap: int, budget: int, width: int = 64,
-    progress: bool = False, name: str = "the image", notify: Callable[[str], None] | None = None,
-) -> tuple[torch.Tensor, int | None]:
-    """Restore one 1 x C x H x W image in [0, 1], tiled when ``tile`` is set or when a whole pass would
-    exceed ``budget`` bytes (``notify`` gets one line saying so); returns the output clamped to [0, 1] (the
-    networks' own output overshoots slightly) and the tile size used (None: whole image). The memory rule
-    of ``exda restore``, ``exda serve`` and :func:`exda.restore`; ``width`` is the network's
-    full-resolution feature width."""
-    h, w = x.shape[-2:]
-    if tile is None and (tile := tile_for_budget(width, h, w, budget)) is not None:
-        overlap = min(overlap, tile // 2)  # a --tile-overlap meant for larger tiles must not break these
-        if notify is not None:
-            need = format_size(estimate_peak_bytes(width, h, w))
-            notify(f"{name} ({w}x{h}) would need about {need} in one pass, more than --max-memory "
-                   f"{format_size(budget)}; restoring in {tile} px tiles")
-    return restore(model, x, tile=tile, overlap=overlap, progress=progress).clamp(0, 1), tile
-
-
-def restore_file(
-    model: nn.Module, src: Path, dst: Path, *, tile: int | None, overlap: int, budget: int,
-    in_channels: int = 3, width: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 95,
-) -> int | None:
-    """Load, restore (tiled when asked or when the whole image would exceed ``budget``) and save one
-    image, keeping its bit depth and alpha. ``model`` maps fp32 tensors to fp32 tensors; ``width`` is the
-    network's full-resolution feature width, for the memory estimate. Returns the tile size used (None:
-    whole image)."""
-    image = load_image(src, max_pixels=max_pixels)
-    if image.nonfinite:
-        say(f"{src.name} holds {image.nonfinite} NaN/Inf values; restored with them replaced by the finite "
-            "minimum (NaN, -Inf) or maximum (+Inf)")
-    if image.alpha is not None and image_suffix(dst) in (".jpg", ".jpeg"):
-        say(f"{src.name} has an alpha channel, which JPEG cannot store; {dst.name} drops it")
-    pixels, to_gray = _fit_channels(image.pixels, in_channels, src)
-    x = to_tensor(pixels).unsqueeze(0)
-    out, tile = restore_image(model, x, tile=tile, overlap=overlap, budget=budget, width=width, progress=True,
-                              name=src.name, notify=say)
-    restored = to_numpy(out[0])
-    if to_gray:
-        restored = match_channels(restored, 1)
-    try:
-        save_image(dst, restored, bit_depth=image.bit_depth, alpha=image.alpha, quality=quality)
-    except OSError as err:  # full disk, quota, a folder that became read-only: the temp file is gone
-        raise UserError(f"cannot write {dst}: {err.strerror or err}") from err
-    return tile
-
-
-class BackendModel(nn.Module):
-    """An ONNX Runtime / OpenVINO restorer behind the nn.Module call the tiler uses (no parameters)."""
-
-    def __init__(self, restorer) -> None:
-        super().__init__()
-        self.restorer = restorer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.restorer(x)
-
-
-def inference_model(net: nn.Module, backend: str, precision: str) -> nn.Module:
-    """``net`` on the fast PyTorch path, or exported to ``backend``; fp32 tensors in and out."""
-    fast = optimize_for_inference(net, precision=precision)
-    if backend == "torch":
-        return fast
-    return BackendModel(build_backend(backend, net, bf16=fast.bf16 and backend == "openvino"))
 
 
 def _failure_line(err: Exception) -> str:
@@ -327,34 +204,29 @@ def _failure_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-class _Models:
-    """The restorer each input gets: the --checkpoint for all, or the default model of its kind (photo,
-    or medical for DICOM / NIfTI with --model auto), each loaded once, on first use, with one line."""
+def _model_choice(args: argparse.Namespace, device: torch.device, count: dict[str, int]
+                  ) -> Callable[[Path | None], Restorer]:
+    """The restorer each input gets: the --checkpoint for all, or the default model of its kind (photo, or
+    medical for DICOM / NIfTI with --model auto), said in one line when first used."""
+    options = dict(arch=args.arch, backend=args.backend, precision="bf16" if args.bf16 else args.precision,
+                   device=device)
+    said: set[str] = set()
 
-    def __init__(self, args: argparse.Namespace, device: torch.device, count: dict[str, int]) -> None:
-        self.args, self.device, self.count = args, device, count
-        self.loaded: dict[str, tuple[nn.Module, nn.Module]] = {}
-        if args.checkpoint is not None:  # a wrong --checkpoint fails now, before any image
-            self.get(args.checkpoint)
+    def restorer_for(src: Path | None) -> Restorer:
+        if args.checkpoint is not None:
+            return RESTORERS.get(args.checkpoint, **options)
+        kind = args.model if args.model != "auto" else default_kind(image_suffix(src))
+        restorer = RESTORERS.get(default_checkpoint(kind), **options)
+        if kind not in said:
+            said.add(kind)
+            files = count[kind]
+            used_for = f" for {files} file{'s' if files != 1 else ''}" if sum(count.values()) > 1 else ""
+            say(f"default {kind} model ({restorer.info.summary()}; docs/model_card.md){used_for}")
+        return restorer
 
-    def kind(self, src: Path) -> str:
-        return self.args.model if self.args.model != "auto" else default_kind(image_suffix(src))
-
-    def get(self, src: Path) -> tuple[nn.Module, nn.Module]:
-        """(inference model, network) for ``src``."""
-        key = "checkpoint" if self.args.checkpoint is not None else self.kind(src)
-        if key not in self.loaded:
-            path = self.args.checkpoint if key == "checkpoint" else default_checkpoint(key)
-            net, info = load_checkpoint_or_pretrained(path, device=self.device, arch=self.args.arch)
-            if key != "checkpoint":
-                params = sum(p.numel() for p in net.parameters())
-                files = self.count[key]
-                used_for = f" for {files} file{'s' if files != 1 else ''}" if sum(self.count.values()) > 1 else ""
-                say(f"default {key} model ({info['model_name']}, {params / 1e6:.2f}M parameters, step "
-                    f"{info['step']}; docs/model_card.md){used_for}")
-            precision = "bf16" if self.args.bf16 else self.args.precision
-            self.loaded[key] = (inference_model(net, self.args.backend, precision), net)
-        return self.loaded[key]
+    if args.checkpoint is not None:  # a wrong --checkpoint fails now, before any image
+        restorer_for(None)
+    return restorer_for
 
 
 def run(args: argparse.Namespace) -> int:
@@ -366,15 +238,13 @@ def run(args: argparse.Namespace) -> int:
     budget = memory_budget(args.max_memory)
     device = inference_device(args.device)
     kinds = [default_kind(image_suffix(src)) if args.model == "auto" else args.model for src, _ in pairs]
-    models = _Models(args, device, {kind: kinds.count(kind) for kind in kinds})
+    restorer_for = _model_choice(args, device, {kind: kinds.count(kind) for kind in kinds})
     single = len(pairs) == 1 and not args.input.is_dir()
     failed: list[Path] = []
     for src, dst in tqdm(pairs, desc="images", unit="img", disable=len(pairs) == 1):
         try:
-            model, net = models.get(src)
-            restore_file(model, src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
-                         in_channels=net.in_channels, width=first_width(net), max_pixels=max_pixels,
-                         quality=args.quality)
+            restorer_for(src).restore_file(src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
+                                           max_pixels=max_pixels, quality=args.quality, notify=say)
         except Exception as err:  # one bad file must not stop the folder; each failure is one line
             if single and isinstance(err, (UserError, OSError, MemoryError)):
                 raise UserError(_failure_line(err)) from err

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from exda.engine.export import INPUT_NAME, export_onnx
 from exda.errors import UserError
+from exda.inference.export import INPUT_NAME, export_onnx
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 _PACKAGES: dict[str, tuple[str, ...]] = {
@@ -63,7 +63,7 @@ def build_backend(kind: str, model: nn.Module, *, bf16: bool = False, workdir: P
 
 
 def _torch_restorer(model: nn.Module, bf16: bool) -> Restorer:
-    from exda.engine.fast import optimize_for_inference
+    from exda.inference.fast import optimize_for_inference
 
     return optimize_for_inference(model, precision="bf16" if bf16 else "fp32")
 

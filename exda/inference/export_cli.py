@@ -1,7 +1,7 @@
 """``exda export``: write a checkpoint (or a shipped default model) as an ONNX file with dynamic H and W.
 
 The file is checked twice before it is written under its name: ``onnx.checker`` (in
-:func:`exda.engine.export.export_onnx`) and, where onnxruntime is installed, one restore of an odd-sized
+:func:`exda.inference.export.export_onnx`) and, where onnxruntime is installed, one restore of an odd-sized
 input compared with the PyTorch fp32 output: below :data:`MIN_AGREEMENT_DB` the file is not written and
 the command fails (one line). A model that does not export (its traits say why) is refused before that.
 """
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from exda.engine.checkpoint import load_for_inference
-from exda.engine.export import export_onnx
-from exda.engine.pretrained import DEFAULT_MODELS, default_checkpoint
 from exda.errors import UserError
+from exda.inference.export import export_onnx
+from exda.inference.loader import load_network
+from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint
+from exda.inference.restore_cli import ARCH_HELP
 from exda.metrics import psnr
 from exda.models import model_traits
 
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a .safetensors checkpoint, a run folder (its last checkpoint) or a published .pth / "
                              ".ckpt; default: the shipped default model (see --model)")
+    parser.add_argument("--arch", default=None, metavar="NAME", help=ARCH_HELP)
     parser.add_argument("--model", choices=tuple(DEFAULT_MODELS), default="photo",
                         help="which shipped default model to export without --checkpoint (default photo)")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if not output.resolve().parent.is_dir():
         raise UserError(f"output folder does not exist: {output.parent}")
     checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.model)
-    net, info = load_for_inference(checkpoint, device="cpu", use_ema=not args.no_ema)
+    net, info = load_network(checkpoint, arch=args.arch, use_ema=not args.no_ema, device="cpu")
     net = net.float()
     agreement = None
 
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     export_onnx(net, output, opset=args.opset, check=check)
     size_mib = output.stat().st_size / 2**20
-    print(f"exported {info['model_name']} (step {info['step']}) -> {output} ({size_mib:.1f} MiB, "
+    print(f"exported {info.arch} (step {info.step}) -> {output} ({size_mib:.1f} MiB, "
           f"dynamic batch/height/width)")
     if agreement is None:
         print("exda export: onnxruntime not installed; the file passed onnx.checker but was not run",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -31,6 +32,7 @@ SLOW_LANE_WAITING = 4  # large images waiting at once; more are refused (each ma
 
 T = TypeVar("T")
 _running = threading.local()  # .job: the Job this lane thread is working on
+_checked_models: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models with stop checks installed
 
 
 class Stopped(UserError):
@@ -84,9 +86,13 @@ def _stop_check_hook(module: nn.Module, args: tuple) -> None:
 
 def install_stop_checks(model: nn.Module) -> None:
     """Check the running job before every module's forward, so that stopping takes effect within one
-    module's time. Models are shared by the lanes; each thread checks its own job."""
+    module's time. Models are shared by the lanes; each thread checks its own job. Once per model: the
+    restorer cache hands the same model out again."""
+    if model in _checked_models:
+        return
     for module in model.modules():
         module.register_forward_pre_hook(_stop_check_hook)
+    _checked_models.add(model)
 
 
 class Lane:

@@ -5,16 +5,17 @@ default: photo; medical for DICOM / NIfTI), see input and output on a before/aft
 taken, and download the full-resolution result. Tab "Degrade and restore": apply any registered
 degradation with a seed to a clean image, restore it, and read PSNR / SSIM against the clean image.
 
-Both tabs restore through :func:`exda.engine.restore_cli.restore_file`, the code path of ``exda
+Both tabs restore through :meth:`exda.inference.restorer.Restorer.restore_file`, the code path of ``exda
 restore``: same loading (8/16-bit, alpha), same bounded memory (automatic tiling above
-``--max-memory``), same output format. What makes the page safe to share:
+``--max-memory``), same output format; models come from the process's restorer cache, the one
+:func:`exda.restore` uses. What makes the page safe to share:
 
 - one temporary folder (``exda-serve-*`` in the system temp dir) holds uploads, previews and results
   (Gradio's cache is its ``gradio/`` subfolder); files older than ``RESULT_LIFETIME_S`` are deleted
   while the server runs, and the whole folder on exit (Ctrl-C, SIGTERM, SIGHUP);
 - messages name files by their name only, never by a path on the server;
 - ``--max-pixels`` refuses large images from their header, ``--time-limit`` stops long restorations;
-- large images wait in their own lane (:mod:`exda.engine.serve_lanes`), and a restoration stops for real
+- large images wait in their own lane (:mod:`exda.inference.serve_lanes`), and a restoration stops for real
   when its request is cancelled (the Stop button);
 - ``--checkpoint`` is loaded completely at start; the page can name a checkpoint only with
   ``--allow-checkpoints DIR``, and then only inside DIR, with one message for every refusal.
@@ -39,7 +40,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,30 +49,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from exda.data.io import TooManyPixels, image_stem, image_suffix, load_image, save_image, to_tensor
 from exda.data.transforms import match_channels
 from exda.degradations import DegradationSampler, list_degradations
-from exda.engine.checkpoint import load_checkpoint_or_pretrained, resolve_checkpoint
-from exda.engine.memory import first_width, format_size
-from exda.engine.pretrained import default_checkpoint, default_kind
-from exda.engine.restore_cli import (
-    CHECKPOINT_HELP,
-    inference_device,
-    inference_model,
-    memory_budget,
-    parse_max_pixels,
-    restore_file,
-)
-from exda.engine.serve_lanes import Job, Lane, Lanes, check_running_job, install_stop_checks
 from exda.errors import UserError
+from exda.inference.checkpoint_format import resolve_checkpoint
+from exda.inference.memory import format_size
+from exda.inference.pretrained import default_checkpoint, default_kind
+from exda.inference.restore_cli import ARCH_HELP, CHECKPOINT_HELP, parse_max_pixels
+from exda.inference.restorer import RESTORERS, Restorer, inference_device, memory_budget
+from exda.inference.serve_lanes import Job, Lane, Lanes, check_running_job, install_stop_checks
 from exda.metrics import psnr, ssim
 
 SERVE_MAX_PIXELS = 24_000_000  # e.g. 6000 x 4000; exda restore's default allows 179 megapixels
 DEFAULT_TIME_LIMIT_S = 600.0
 RESULT_LIFETIME_S = 20 * 60.0  # how long uploads and results stay downloadable
-PAGE_MODELS = 2  # checkpoints named on the page kept loaded (least recently used dropped)
 MAX_IN_FLIGHT = 16  # requests past Gradio's queue at once (waiting in a lane or running)
 PREVIEW_SIDE = 1600  # longest side of the images sent to the page; the download keeps full resolution
 TILE_OVERLAP = 32
@@ -85,6 +78,7 @@ class ServeOptions:
     """What ``exda serve``'s flags set."""
 
     checkpoint: Path | None = None
+    arch: str | None = None
     allow_checkpoints: Path | None = None
     max_memory: str | None = None
     max_pixels: int = SERVE_MAX_PIXELS
@@ -174,23 +168,21 @@ def _newest_mtime(path: Path) -> float:
 
 @dataclass
 class LoadedModel:
-    """A restorer on the fast inference path with stop checks, and what the page says about it."""
+    """A restorer whose model has stop checks, and what the page says about it."""
 
-    model: nn.Module
-    in_channels: int
-    width: int
+    restorer: Restorer
     description: str
 
 
 class Models:
     """The models a server restores with: its ``--checkpoint`` (loaded at start) or the shipped defaults,
-    and checkpoints named on the page from the ``--allow-checkpoints`` folder (the last PAGE_MODELS kept).
-    Everything loads through the shared loader of ``exda restore``."""
+    and checkpoints named on the page from the ``--allow-checkpoints`` folder. All come from the process's
+    restorer cache (:data:`exda.inference.restorer.RESTORERS`), which keeps the most recently used ones."""
 
-    def __init__(self, checkpoint: Path | None, allowed: Path | None, precision: str, device: torch.device) -> None:
+    def __init__(self, checkpoint: Path | None, allowed: Path | None, precision: str, device: torch.device,
+                 arch: str | None = None) -> None:
         self.precision, self.device = precision, device
         self._fixed: dict[str, LoadedModel] = {}
-        self._page: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self.allowed = None
         if allowed is not None:
@@ -200,20 +192,17 @@ class Models:
         self.checkpoint = checkpoint
         if checkpoint is not None:  # fully loaded now: a bad file fails the start, not the first request
             try:
-                self._fixed["checkpoint"] = self._load(checkpoint, f"checkpoint {checkpoint.name}")
+                self._fixed["checkpoint"] = self._load(checkpoint, f"checkpoint {checkpoint.name}", arch)
             except UserError:
                 raise
             except Exception as err:  # the loader's own errors are UserErrors; anything else is one line too
                 reason = " ".join(str(err).split())
                 raise UserError(f"cannot load --checkpoint {checkpoint}: {type(err).__name__}: {reason}") from err
 
-    def _load(self, path: Path, label: str) -> LoadedModel:
-        net, info = load_checkpoint_or_pretrained(path, device=self.device)
-        model = inference_model(net, "torch", self.precision)
-        install_stop_checks(model)
-        params = sum(p.numel() for p in net.parameters())
-        description = f"{label} ({info['model_name']}, {params / 1e6:.2f}M parameters, step {info['step']})"
-        return LoadedModel(model, net.in_channels, first_width(net), description)
+    def _load(self, path: Path, label: str, arch: str | None = None) -> LoadedModel:
+        restorer = RESTORERS.get(path, arch=arch, precision=self.precision, device=self.device)
+        install_stop_checks(restorer.model)
+        return LoadedModel(restorer, f"{label} ({restorer.info.summary()})")
 
     def for_request(self, source: Path, checkpoint_text: str | None) -> LoadedModel:
         """The model named on the page, else the server's, else the default for ``source``'s type."""
@@ -236,15 +225,7 @@ class Models:
                 raise UserError("the page's checkpoint box is off (no --allow-checkpoints)")
             path = self._inside((self.allowed / text).resolve())
             weights = self._inside(resolve_checkpoint(path).resolve())
-            stat = weights.stat()
-            key = (str(weights), stat.st_mtime_ns, stat.st_size)
-            with self._lock:
-                if key not in self._page:
-                    self._page[key] = self._load(weights, f"checkpoint {weights.relative_to(self.allowed)}")
-                    while len(self._page) > PAGE_MODELS:
-                        self._page.popitem(last=False)
-                self._page.move_to_end(key)
-                return self._page[key]
+            return self._load(weights, f"checkpoint {weights.relative_to(self.allowed)}")
         except Exception as err:  # noqa: BLE001 - every refusal is one message; the reason goes to the log
             print(f"exda serve: refused checkpoint {text!r}: {type(err).__name__}: {' '.join(str(err).split())}",
                   file=sys.stderr)
@@ -264,6 +245,11 @@ class Plan:
     source: Path
     lane: Lane
     model: LoadedModel
+
+
+def _say(message: str) -> None:
+    """A note on a restoration (tiles, NaN values) for the server's log."""
+    print(f"exda serve: {message}", file=sys.stderr)
 
 
 def _checked_upload(path: str | None) -> Path:
@@ -331,8 +317,8 @@ class Pages:
         dst = out_dir / _result_name(source, "_restored" + (suffix if suffix in (".tif", ".tiff") else ".png"))
         start = time.perf_counter()
         loaded = plan.model
-        tile = restore_file(loaded.model, source, dst, tile=None, overlap=TILE_OVERLAP, budget=self.budget,
-                            in_channels=loaded.in_channels, width=loaded.width, max_pixels=self.max_pixels)
+        tile = loaded.restorer.restore_file(source, dst, overlap=TILE_OVERLAP, budget=self.budget,
+                                            max_pixels=self.max_pixels, notify=_say)
         seconds = time.perf_counter() - start
         how = "whole image" if tile is None else f"{tile} px tiles (over --max-memory {format_size(self.budget)})"
         return dst, (f"{seconds:.2f} s on {self.models.device.type}, {how}; {loaded.description}; "
@@ -467,7 +453,7 @@ class Server:
             raise UserError("exda serve needs Gradio: pip install 'exda[serve]'")
         self.options = options
         models = Models(options.checkpoint, options.allow_checkpoints, options.precision,
-                        inference_device(options.device))  # a bad --checkpoint fails here, before any folder
+                        inference_device(options.device), options.arch)  # a bad --checkpoint fails here
         self.folder = WorkFolder(parent)
         # Gradio reads its temp dir when it is imported (some of its folders), when components are made
         # (its cache) and at launch (uploads): set before all three.
@@ -513,6 +499,7 @@ class Server:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help=CHECKPOINT_HELP + "; loaded at start; default: the shipped default models")
+    parser.add_argument("--arch", default=None, metavar="NAME", help=ARCH_HELP)
     parser.add_argument("--allow-checkpoints", type=Path, default=None, metavar="DIR",
                         help="show the page's checkpoint box and let it name checkpoints inside DIR (symlinks "
                              "resolved; nothing outside); default: no box")
@@ -539,7 +526,7 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
         raise UserError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
     max_pixels = SERVE_MAX_PIXELS if args.max_pixels is None else parse_max_pixels(args.max_pixels)
     memory_budget(args.max_memory)  # a malformed size fails now
-    return ServeOptions(checkpoint=args.checkpoint, allow_checkpoints=args.allow_checkpoints,
+    return ServeOptions(checkpoint=args.checkpoint, arch=args.arch, allow_checkpoints=args.allow_checkpoints,
                         max_memory=args.max_memory, max_pixels=max_pixels, time_limit=args.time_limit,
                         precision=args.precision, device=args.device)
 
