@@ -43,7 +43,7 @@ def check(name: str, root: Path, seed: int) -> float:
             router.noise_std = 1.0 / router.num_experts
     randomise(official, torch.Generator().manual_seed(seed))
     official = official.double()
-    ours = exda.create_model(name, inference_noise=True).double()
+    ours = exda.create_model(name, inference_noise=True, auxiliary_loss_weight=1.0).double()  # the bare loss
     ours.load_state_dict(exda.models.official.OFFICIAL_MAPPINGS[name](official.state_dict()))
     h, w = 37, 29
     x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
@@ -62,7 +62,7 @@ def check(name: str, root: Path, seed: int) -> float:
     torch.manual_seed(seed + 20)
     a = official(padded)[..., :h, :w]
     torch.manual_seed(seed + 20)
-    out, balance = ours(x, with_auxiliary_loss=True)
+    out, balance = ours.restore_with_auxiliary_loss(x)
     diff, loss_diff = (a - out).abs().max().item(), abs(official.total_loss - balance).item()
     print(f"{name:10s} train, batch 2: max|diff| {diff:.3e}; balance loss {balance.item():.6f}, "
           f"|diff| {loss_diff:.3e}")

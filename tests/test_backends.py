@@ -1,11 +1,14 @@
 """ONNX export and the onnxruntime / OpenVINO backends against eager fp32 PyTorch, on real photo crops.
 
-Also the export-friendly formulations the exported graph relies on (grid pooling, nearest up-pooling,
-padding), checked against the PyTorch ops they replace.
+The export contract runs over every registered model (its tiny ``*_test`` variant; a family's variants share
+their traits, tests/test_models.py): one whose traits claim ONNX export runs under onnxruntime as in PyTorch,
+any other is refused in one line. Also the export-friendly formulations the exported graph relies on (grid
+pooling, nearest up-pooling, padding), checked against the PyTorch ops they replace.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -17,11 +20,14 @@ from exda.data.io import to_tensor
 from exda.data.samples import load_sample
 from exda.errors import UserError
 from exda.inference.backends import BACKENDS, available_backends, build_backend
+from exda.inference.export_cli import MIN_AGREEMENT_DB
 from exda.layers.global_token import grid_pool, nearest_resize
 from exda.metrics import psnr
+from exda.models import model_traits
 from exda.models.unet import pad_to_multiple
 
 MODELS = ["restormer_test", "exda_restormer_test", "promptir_test"]
+TEST_MODELS = [name for name in exda.list_models() if name.endswith("_test")]
 MIN_PSNR = 45.0  # dB between a backend's output and eager fp32 PyTorch
 
 
@@ -36,14 +42,34 @@ def _model(name: str) -> torch.nn.Module:
     return exda.create_model(name).eval()
 
 
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize(("kind", "bf16"), [("onnxruntime", False), ("openvino", False), ("openvino", True)],
-                         ids=["onnxruntime", "openvino-f32", "openvino-bf16"])
-def test_backend_matches_eager_fp32(name, kind, bf16):
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_export_contract(name):
+    """onnxruntime runs an exportable model as PyTorch fp32 does, to float round-off, for any B x H x W (the
+    graph is traced at 1 x C x 37 x 53); any other model is refused in one line, before anything is traced."""
     pytest.importorskip("onnx")
-    pytest.importorskip(kind)
+    pytest.importorskip("onnxruntime")
     model = _model(name)
-    restore = build_backend(kind, model, bf16=bf16)
+    traits = model_traits(model)
+    if not traits.onnx_exportable:
+        with pytest.raises(UserError) as err:
+            build_backend("onnxruntime", model)
+        assert str(err.value) == f"{name} does not export to ONNX: {traits.onnx_unsupported}"
+        assert "\n" not in str(err.value)
+        return
+    restore = build_backend("onnxruntime", model)
+    x = _photo_crops(29, 41, batch=2)[:, : traits.in_channels]
+    with torch.inference_mode():
+        expected = model(x)
+    assert psnr(restore(x), expected).min() >= MIN_AGREEMENT_DB
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("bf16", [False, True], ids=["f32", "bf16"])
+def test_openvino_matches_eager_fp32(name, bf16):  # onnxruntime: test_export_contract
+    pytest.importorskip("onnx")
+    pytest.importorskip("openvino")
+    model = _model(name)
+    restore = build_backend("openvino", model, bf16=bf16)
     for x in (_photo_crops(96, 136, batch=2), _photo_crops(37, 53, batch=1)):  # one graph, any B x H x W
         with torch.inference_mode():
             expected = model(x)
@@ -52,13 +78,12 @@ def test_backend_matches_eager_fp32(name, kind, bf16):
         assert psnr(out, expected).min() >= MIN_PSNR
 
 
-@pytest.mark.parametrize("options", [dict(token_upsample="bilinear", token_softmax="standardized"),
-                                     dict(token_upsample="aligned", global_token="columns", token_column_scale="area")],
-                         ids=["bilinear-standardized", "aligned-columns-area"])
-def test_token_options_export_with_dynamic_sizes(options):
+def test_token_options_export_with_dynamic_sizes():
+    """The options other than the defaults (test_export_contract) and the first reading (the export CLI test)."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
+    options = dict(token_upsample="aligned", global_token="columns", token_column_scale="area")
     model = exda.create_model("exda_restormer_test", **options).eval()
     restore = build_backend("onnxruntime", model)
     for x in (_photo_crops(96, 136, batch=2), _photo_crops(37, 53, batch=1)):  # sizes unlike the example's
@@ -80,7 +105,7 @@ def test_torch_backend_is_eager_inference():
 def test_export_into_workdir_is_dynamic_and_leaves_no_temp_file(tmp_path):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    model = _model("exda_restormer_test").train()
+    model = _model("restormer_test").train()
     build_backend("onnxruntime", model, workdir=tmp_path / "work")
     assert model.training  # the export puts the caller's mode back
     assert [p.name for p in (tmp_path / "work").iterdir()] == ["model.onnx"]
@@ -128,8 +153,10 @@ def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys
     from exda.cli import main
     from exda.engine.checkpoint import save_checkpoint
 
-    model = _model("exda_restormer_test")
-    ckpt = save_checkpoint(tmp_path / "run", "last", model=model, config={}, step=7, metrics={}, train_state=None)
+    torch.manual_seed(0)  # the shipped models' token reading, the first one
+    model = exda.create_model("exda_restormer_test", token_upsample="nearest", token_softmax="raw", token_input="raw")
+    ckpt = save_checkpoint(tmp_path / "run", "last", model=model.eval(), config={}, step=7, metrics={},
+                           train_state=None)
     out = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(ckpt), str(out)]) == 0
     printed = capsys.readouterr().out
@@ -145,3 +172,25 @@ def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"exda export: error: {out} exists; pass --overwrite to replace it",
                    f"exda export: error: output of --format onnx must end in .onnx, got {tmp_path / 'model.pt'}"]
+
+
+def test_export_cli_refuses_a_model_that_does_not_export_and_a_file_that_fails_its_check(tmp_path, capsys,
+                                                                                         monkeypatch):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from exda.cli import main
+    from exda.engine.checkpoint import save_checkpoint
+    from exda.inference import export_cli
+
+    for name in ("adair_test", "restormer_test"):
+        save_checkpoint(tmp_path / name, "last", model=_model(name), config={}, step=1, metrics={}, train_state=None)
+    assert main(["export", "--checkpoint", str(tmp_path / "adair_test"), str(tmp_path / "adair.onnx")]) == 2
+    monkeypatch.setattr(export_cli, "MIN_AGREEMENT_DB", float("inf"))  # every file now fails its own check
+    assert main(["export", "--checkpoint", str(tmp_path / "restormer_test"), str(tmp_path / "bad.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == ("exda export: error: adair_test does not export to ONNX: "
+                      f"{model_traits('adair_test').onnx_unsupported}")
+    bad = re.escape(str(tmp_path / "bad.onnx"))
+    assert re.fullmatch(r"exda export: error: onnxruntime's output differs from PyTorch's fp32 one \(PSNR 1\d\d\.\d dB "
+                        rf"on a 45x67 input, below inf dB\); {bad} not written", err[1])
+    assert len(err) == 2 and not [p for p in tmp_path.iterdir() if p.is_file()]  # no file, no temp file left

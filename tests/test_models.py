@@ -14,6 +14,7 @@ from exda.layers import (
     TokenOptions,
     TransposedAttention,
 )
+from exda.models import ModelTraits, model_traits, registry
 from exda.models.profile import count_parameters, profile_model
 from exda.models.restormer import PROMPTS
 
@@ -61,13 +62,14 @@ def test_exda_overhead_within_bounds(family):
 def test_model_contract(name):
     torch.manual_seed(0)
     model = exda.create_model(name)
-    x = torch.rand(1, model.in_channels, 37, 31)
-    if getattr(model, "auxiliary_loss_weight", 0):  # a training loss of its own (AirNet's InfoNCE, AMIR's balance)
-        y, auxiliary = model(x, with_auxiliary_loss=True)
+    traits = model_traits(model)
+    x = torch.rand(1, traits.in_channels, 37, 31)
+    if traits.auxiliary_loss:  # a training loss of its own (AirNet's InfoNCE, AMIR's and MoCE-IR's balance)
+        y, auxiliary = model.restore_with_auxiliary_loss(x)
         assert auxiliary.ndim == 0 and torch.isfinite(auxiliary)
     else:
         y, auxiliary = model(x), 0
-    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert isinstance(y, torch.Tensor) and y.shape == x.shape and torch.isfinite(y).all()
     (y.abs().mean() + auxiliary).backward()
     live = {n: p for n, p in model.named_parameters()
             if p.requires_grad and not n.startswith("unused_published_convs")}  # not a frozen momentum encoder
@@ -76,6 +78,38 @@ def test_model_contract(name):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
+        assert isinstance(model(x), torch.Tensor)
+
+
+def test_every_model_has_its_family_traits_and_carries_them():
+    families: dict[str, set[ModelTraits]] = {}
+    for name in exda.list_models():
+        families.setdefault(registry._MODELS[name].__module__, set()).add(model_traits(name))
+    # one set of traits a family, so the *_test variants the contract tests use stand for every size
+    assert all(len(traits) == 1 for traits in families.values()), families
+    for name in TEST_MODELS:
+        model = exda.create_model(name)
+        assert model_traits(model) == model_traits(name)
+        assert model_traits(model).auxiliary_loss == hasattr(model, "restore_with_auxiliary_loss")
+        assert model_traits(exda.create_model(name, in_channels=1)).in_channels == 1
+    assert model_traits("amir").in_channels == 1 and not model_traits("histoformer_test").bf16_safe
+    assert [name for name in TEST_MODELS if not model_traits(name).onnx_exportable] == [
+        "adair_test", "exda_adair_test", "exda_histoformer_test", "exda_moce_ir_test", "histoformer_test",
+        "moce_ir_test"]
+    with pytest.raises(exda.errors.UserError, match="unknown model"):
+        model_traits("no_such_model")
+    with pytest.raises(TypeError, match="not built by exda.create_model"):
+        model_traits(torch.nn.Conv2d(3, 3, 1))
+
+
+def test_a_loaded_checkpoint_carries_its_traits(tmp_path):
+    from exda.engine.checkpoint import save_checkpoint
+    from exda.inference.loader import load_network
+
+    model = exda.create_model("amir_test", in_channels=3)
+    path = save_checkpoint(tmp_path, "last", model=model, config={}, step=1, metrics={}, train_state=None)
+    loaded, _ = load_network(path)
+    assert model_traits(loaded) == model_traits(model) == ModelTraits(in_channels=3, auxiliary_loss=True)
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)

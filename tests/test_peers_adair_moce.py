@@ -92,14 +92,14 @@ def test_moce_routing_sends_each_image_through_its_gated_experts():
 def test_moce_balance_loss_and_deterministic_inference():
     torch.manual_seed(0)
     model = exda.create_model("moce_ir_test", experts=4, top_k=1).train()
-    restored, balance = model(torch.rand(3, 3, 21, 19), with_auxiliary_loss=True)
+    restored, balance = model.restore_with_auxiliary_loss(torch.rand(3, 3, 21, 19))
     assert restored.shape == (3, 3, 21, 19) and balance.item() > 0
     balance.backward()
     assert model.decoders[0][0].adapter.routing.gate.weight.grad.abs().sum() > 0
     model.eval()
     x = torch.rand(1, 3, 13, 22)
     with torch.no_grad():
-        assert torch.equal(model(x), model(x)) and model(x, with_auxiliary_loss=True)[1].item() == 0
+        assert torch.equal(model(x), model(x)) and model.restore_with_auxiliary_loss(x)[1].item() == 0
     noisy = exda.create_model("moce_ir_test", experts=4, top_k=1, inference_noise=True).eval()
     noisy.load_state_dict(model.state_dict())
     with torch.no_grad():  # the official test-time behaviour: routing noise, so the result varies

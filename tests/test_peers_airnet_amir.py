@@ -138,7 +138,7 @@ def test_airnet_contrastive_loss_moves_key_encoder_and_queue():
     torch.manual_seed(0)
     model = exda.create_model("airnet_test").train()
     key_before = [p.clone() for p in model.encoder.key.parameters()]
-    restored, loss = model(torch.rand(3, 3, 20, 18), with_auxiliary_loss=True)
+    restored, loss = model.restore_with_auxiliary_loss(torch.rand(3, 3, 20, 18))
     assert restored.shape == (3, 3, 20, 18)
     assert loss.item() > 0 and model.encoder.queue_ptr.item() == 3
     assert torch.allclose(model.encoder.queue.norm(dim=0), torch.ones(32))  # keys are unit vectors
@@ -146,14 +146,14 @@ def test_airnet_contrastive_loss_moves_key_encoder_and_queue():
     assert model.encoder.query.project[0].weight.grad.abs().sum() > 0  # only the loss reaches the projection
     assert any(not torch.equal(a, b) for a, b in zip(key_before, model.encoder.key.parameters(), strict=True))
     for _ in range(11):  # 3 keys a step into a queue of 32: the pointer wraps around
-        model(torch.rand(3, 3, 8, 8), with_auxiliary_loss=True)
+        model.restore_with_auxiliary_loss(torch.rand(3, 3, 8, 8))
     assert model.encoder.queue_ptr.item() == 36 % 32
 
 
 def test_amir_balance_loss_reaches_the_gates_and_noise():
     torch.manual_seed(0)
     model = exda.create_model("amir_test").train()
-    restored, balance = model(torch.rand(2, 1, 24, 16), with_auxiliary_loss=True)
+    restored, balance = model.restore_with_auxiliary_loss(torch.rand(2, 1, 24, 16))
     balance.backward()
     moe = model.encoder_routes[0].moe
     assert balance.item() > 0 and moe.w_gate.grad.abs().sum() > 0 and moe.w_noise.grad.abs().sum() > 0

@@ -1,16 +1,23 @@
-"""The global spatial token's options (issue 9): each acts at 64 and 512 px, cells line up, old
-checkpoints keep the reading they were trained with."""
+"""The global spatial token's options (issue 9): each acts at 64 and 512 px, cells line up, checkpoints
+record the options they were trained with (the shipped ones the first reading)."""
+
+import importlib.util
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from exda.data.samples import load_sample
 from exda.inference.loader import load_network
 from exda.layers import GlobalSpatialToken, LayerNorm2d, TokenOptions, TransposedAttention
-from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
+from exda.layers.global_token import token_kwargs
 
+REPO = Path(__file__).resolve().parents[1]
 SIZES = (64, 512)
 
 
@@ -22,6 +29,7 @@ def photo_features(size: int) -> torch.Tensor:
 
 
 FIRST = dict(upsample="nearest", softmax="raw", column_scale="none", input="raw")  # the first reading
+FIRST_KWARGS = TokenOptions(**FIRST).as_kwargs()
 
 
 def attention(x: torch.Tensor, x_in: torch.Tensor, kind: str = "row", **options) -> torch.Tensor:
@@ -107,18 +115,15 @@ def test_invalid_token_options_name_the_option():
         exda.create_model("exda_restormer_test", token_softmax="sharp")
 
 
-def test_checkpoints_record_token_options_and_old_ones_keep_the_first_reading(tmp_path):
-    from safetensors import safe_open
-
+def test_checkpoints_record_token_options_and_shipped_ones_the_first_reading(tmp_path):
     import exda
     from exda.engine.checkpoint import save_checkpoint
 
     shipped = "exda/weights/exda_photo.safetensors"
     with safe_open(shipped, "pt") as f:
-        assert "token_upsample" not in f.metadata()["model_kwargs"]  # saved before the options existed
+        assert {k: json.loads(f.metadata()["model_kwargs"])[k] for k in FIRST_KWARGS} == FIRST_KWARGS
     model, info = load_network(shipped)
-    assert token_kwargs(model) == {"token_grid": 4, **LEGACY_TOKEN_KWARGS}
-    assert {k: info.kwargs[k] for k in LEGACY_TOKEN_KWARGS} == LEGACY_TOKEN_KWARGS
+    assert token_kwargs(model) == FIRST_KWARGS
     # the shipped photo model's output, pinned before the token options were added (2026-11-28)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -131,3 +136,35 @@ def test_checkpoints_record_token_options_and_old_ones_keep_the_first_reading(tm
     reloaded, info = load_network(path)
     assert token_kwargs(reloaded) == token_kwargs(fresh)
     assert info.kwargs["token_softmax"] == "standardized"
+
+
+def test_a_checkpoint_without_token_options_is_refused_until_the_script_records_them(tmp_path):
+    import exda
+    from exda.engine.checkpoint import save_checkpoint
+    from exda.inference.checkpoint_format import file_digest
+
+    first = exda.create_model("exda_restormer_test", **FIRST_KWARGS)
+    path = save_checkpoint(tmp_path, "last", model=first, config={"model": {"kwargs": {}}}, step=3, metrics={},
+                           train_state=None)
+    with safe_open(str(path), "pt") as f:  # as written before checkpoints recorded the options
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    metadata["model_kwargs"] = "{}"
+    path.write_bytes(safetensors_bytes(tensors, metadata=metadata))
+    record = json.loads(path.with_suffix(".json").read_text())
+    record["files"][".safetensors"] = file_digest(path)
+    path.with_suffix(".json").write_text(json.dumps(record))
+    with pytest.raises(exda.errors.UserError, match=r"record_token_options\.py") as err:
+        load_network(path)
+    assert "\n" not in str(err.value)
+
+    spec = importlib.util.spec_from_file_location("record_token_options", REPO / "scripts" / "record_token_options.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.FIRST_READING == FIRST_KWARGS
+    assert script.record(path).startswith("recorded")
+    reloaded, info = load_network(path)  # its checksum in the JSON follows the new file
+    assert token_kwargs(reloaded) == FIRST_KWARGS and info.config["model"]["kwargs"] == FIRST_KWARGS
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), first(x))
+    assert script.record(path).startswith("nothing")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ from exda.engine.evaluate import finite_or_none
 from exda.errors import UserError
 from exda.inference.loader import load_network
 from exda.inference.pretrained import default_checkpoint
-from exda.layers import GlobalSpatialToken, NonlinearValue
-from exda.layers.global_token import LEGACY_TOKEN_KWARGS, token_kwargs
+from exda.layers import GlobalSpatialToken, NonlinearValue, TokenOptions
 
 DEFAULT_DEGRADATIONS: tuple[str, ...] = ("noise", "rain", "haze", "snow", "low_light", "motion_blur", "jpeg")
 
@@ -79,16 +78,16 @@ def load_model(path: Path | None, arch: str | None = None) -> tuple[nn.Module, s
 
 
 def _options_label(model: nn.Module) -> str:
-    """The primitives as built in ``model``, short: " vt=off gt=row softmax=standardized" (token options
-    only where they differ from the first reading, LEGACY_TOKEN_KWARGS)."""
+    """The primitives as built in ``model``, short: " vt=off gt=row softmax=raw" (token options only where
+    they differ from the defaults, :class:`TokenOptions`)."""
     value = next((m.kind for m in model.modules() if isinstance(m, NonlinearValue)), "off")
     token = next((m for m in model.modules() if isinstance(m, GlobalSpatialToken)), None)
     parts = [f"vt={value}", f"gt={token.kind if token else 'off'}"]
     if token is not None:
-        for key, value in token_kwargs(model).items():
-            relevant = key != "token_column_scale" or token.kind == "columns"
-            if key in LEGACY_TOKEN_KWARGS and LEGACY_TOKEN_KWARGS[key] != value and relevant:
-                parts.append(f"{key.removeprefix('token_')}={value}")
+        defaults = asdict(TokenOptions())
+        for name, option in asdict(token.options).items():
+            if option != defaults[name] and (name != "column_scale" or token.kind == "columns"):
+                parts.append(f"{name}={option}")
     return "".join(f" {part}" for part in parts)
 
 

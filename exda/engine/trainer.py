@@ -56,8 +56,8 @@ from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
 from exda.engine.losses import build_loss
 from exda.errors import UserError
 from exda.inference.checkpoint_format import load_state_into
-from exda.layers.global_token import kwargs_as_trained, token_kwargs
-from exda.models import create_model
+from exda.layers.global_token import token_kwargs
+from exda.models import create_model, model_traits
 
 CHECKPOINT_DIR = "checkpoints"
 VALIDATION_LOG = "validation.jsonl"
@@ -156,6 +156,22 @@ class ResumableSampler(DistributedSampler):
         return max(0, super().__len__() - self.skip)
 
 
+class TrainingForward(nn.Module):
+    """The forward pass of a training step (what DDP wraps): the restored batch and the model's own weighted
+    loss term, None for a model without one (AirNet's contrastive encoder loss, AMIR's and MoCE-IR's expert
+    balance: ``ModelTraits.auxiliary_loss``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.auxiliary_loss = model_traits(model).auxiliary_loss
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.auxiliary_loss:
+            return self.model.restore_with_auxiliary_loss(x)
+        return self.model(x), None
+
+
 class Trainer:
     """Holds one run's model, optimisation state and data; ``fit()`` trains to ``config.train.iters``."""
 
@@ -171,17 +187,15 @@ class Trainer:
         self.model = create_model(config.model.name, **kwargs).to(device)
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        if self.model.in_channels != config.data.in_channels:
+        if (channels := model_traits(self.model).in_channels) != config.data.in_channels:
             raise UserError(
-                f"model has {self.model.in_channels} input channels but data.in_channels is "
-                f"{config.data.in_channels}"
+                f"model has {channels} input channels but data.in_channels is {config.data.in_channels}"
             )
-        # static_graph lets DDP accept parameters that never get a gradient (PromptIR's unused convs).
-        self.ddp_model: nn.Module = (
-            DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
-                                    static_graph=True)
-            if ctx.enabled else self.model
-        )
+        self.train_forward: nn.Module = TrainingForward(self.model)
+        if ctx.enabled:  # static_graph lets DDP accept parameters that never get a gradient (PromptIR's unused convs)
+            self.train_forward = DistributedDataParallel(
+                self.train_forward, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
+            )
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True)
             if train.ema_decay > 0 else None
@@ -193,7 +207,7 @@ class Trainer:
         self.scheduler = LambdaLR(self.optimizer, lr_schedule(optim, train.iters))
         self.compile_seconds: float | None = None
         if train.compile:
-            self.ddp_model = torch.compile(self.ddp_model)
+            self.train_forward = torch.compile(self.train_forward)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
         self.loss_fn = build_loss(config.loss)
         data = config.data
@@ -289,7 +303,7 @@ class Trainer:
         # Checkpoints record the token options too (exda.layers.global_token.token_kwargs).
         wanted_kwargs = {**token_kwargs(self.model), **self.model.model_kwargs}
         wanted = json.loads(json.dumps({"name": self.model.model_name, "kwargs": wanted_kwargs}))
-        found = {"name": saved["model_name"], "kwargs": kwargs_as_trained(saved["model_kwargs"], self.model)}
+        found = {"name": saved["model_name"], "kwargs": saved["model_kwargs"]}
         if found != wanted:
             raise UserError(
                 f"checkpoint {checkpoint} holds {found['name']} {found['kwargs']} but the config asks for "
@@ -408,17 +422,11 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> float:
         lq = batch["lq"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         gt = batch["gt"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        # A model with a training loss of its own (AirNet's contrastive encoder loss, AMIR's expert balance)
-        # returns it beside the image when asked, and names its weight.
-        auxiliary_weight = getattr(self.model, "auxiliary_loss_weight", 0.0)
         with autocast(self.device, self.config.train.precision):
-            if auxiliary_weight:
-                pred, auxiliary = self.ddp_model(lq, with_auxiliary_loss=True)
-            else:
-                pred, auxiliary = self.ddp_model(lq), None
+            pred, auxiliary = self.train_forward(lq)
         loss = self.loss_fn(pred, gt)
         if auxiliary is not None:
-            loss = loss + auxiliary_weight * auxiliary.float()
+            loss = loss + auxiliary
         skip = self.config.train.nonfinite_loss == "skip"
         if not self.scaler.is_enabled() and not skip and not torch.isfinite(loss):
             raise UserError(f"training diverged: loss is {loss.item()} at step {self.step}; lower optim.lr "

@@ -188,7 +188,7 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: Pa
             return f"{len(keys)} {what} ({', '.join(shown)}{', ...' if len(keys) > 3 else ''})"
 
         raise UserError(
-            f"weights in {source} do not fit model {getattr(net, 'model_name', type(net).__name__)}: "
+            f"weights in {source} do not fit model {net.model_name}: "
             f"{named(missing, 'missing')}, {named(unexpected, 'unexpected')}, "
             f"{named(reshaped, 'of another shape', shapes=True)}"
         )

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from exda.amp import autocast
+from exda.models import model_traits
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -59,11 +60,11 @@ class FastInference(nn.Module):
 
     @property
     def in_channels(self) -> int:
-        return getattr(self.model, "in_channels", 3)
+        return model_traits(self.model).in_channels
 
     @property
     def model_name(self) -> str:
-        return getattr(self.model, "model_name", type(self.model).__name__)
+        return self.model.model_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device
@@ -81,8 +82,8 @@ def optimize_for_inference(
 ) -> FastInference:
     """The fast version of ``model`` (same weights and call signature, fp32 in and out).
 
-    ``precision="auto"`` picks bf16 where the device runs it natively (and the model does not set
-    ``bf16_safe = False``), else fp32. ``compile=True`` adds
+    ``precision="auto"`` picks bf16 where the device runs it natively (and the model's traits do not say
+    ``bf16_safe=False``), else fp32. ``compile=True`` adds
     ``torch.compile`` (minutes of compilation on a small CPU, so off by default); if the compiler is
     unavailable here the eager model is used with a warning.
     """
@@ -92,9 +93,9 @@ def optimize_for_inference(
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    # A network whose output is not continuous in its input (Histoformer sorts pixels by value) sets
-    # ``bf16_safe = False``: bf16 rounding then moves its output by whole grey levels, so auto means fp32.
-    auto_bf16 = native_bf16(device) and getattr(model, "bf16_safe", True)
+    # A network whose output is not continuous in its input (Histoformer sorts pixels by value) is not
+    # ``bf16_safe``: bf16 rounding then moves its output by whole grey levels, so auto means fp32.
+    auto_bf16 = native_bf16(device) and model_traits(model).bf16_safe
     bf16 = auto_bf16 if precision == "auto" else precision == "bf16"
     compiled = compile and _compiler_works()
     return FastInference(model, bf16=bf16, channels_last=channels_last, compiled=compiled)

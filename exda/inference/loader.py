@@ -30,8 +30,8 @@ from exda.inference.checkpoint_format import (
     refuse_corrupt,
     resolve_checkpoint,
 )
-from exda.layers.global_token import kwargs_as_trained
-from exda.models import create_model, list_models
+from exda.layers.global_token import token_kwargs
+from exda.models import create_model, list_models, model_traits
 from exda.models.official import infer_arch, official_kwargs, official_state, read_state_dict
 
 CheckpointKind = Literal["exda", "basicsr", "lightning", "state_dict"]
@@ -95,26 +95,16 @@ def _load_exda(path: Path, arch: str | None, use_ema: bool) -> tuple[nn.Module, 
     name, kwargs = model_spec(metadata, path)
     if arch is not None and arch != name:
         raise UserError(f"{path} is an exda checkpoint of {name}, not --arch {arch}")
-    kwargs = _as_trained(name, kwargs, path)
     model = build_recorded(name, kwargs, path)
+    if token_kwargs(model).keys() - kwargs.keys():  # built with today's defaults, not as it was trained
+        raise UserError(f"{path} was saved before checkpoints recorded the global token's options; record the "
+                        f"ones it was trained with: python scripts/record_token_options.py {path}")
     ema = use_ema and bool(groups["ema"])
     load_state_into(model, groups["ema"] if ema else groups["model"], path)
     record = read_record(path)
     return model, _info(model, name, kwargs, path, "exda", "ema" if ema else "model",
                         step=int(metadata.get("step", 0)), ema=ema, config=record.get("config", {}),
                         metrics=record.get("metrics", {}))
-
-
-def _as_trained(name: str, kwargs: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The recorded keyword arguments, completed for a checkpoint saved before the token options existed
-    (:func:`exda.layers.global_token.kwargs_as_trained`); asked of a model on the meta device, so the real
-    one is built once."""
-    try:
-        with torch.device("meta"):
-            probe = build_recorded(name, kwargs, path)
-    except (RuntimeError, NotImplementedError):  # a family that cannot be built on the meta device
-        probe = build_recorded(name, kwargs, path)
-    return kwargs_as_trained(kwargs, probe)
 
 
 def _load_published(path: Path, arch: str | None, use_ema: bool) -> tuple[nn.Module, CheckpointInfo]:
@@ -135,5 +125,5 @@ def _load_published(path: Path, arch: str | None, use_ema: bool) -> tuple[nn.Mod
 def _info(model: nn.Module, arch: str, kwargs: dict[str, Any], path: Path, kind: CheckpointKind, container: str,
           **fields: Any) -> CheckpointInfo:
     return CheckpointInfo(arch=arch, kwargs=kwargs, path=path, kind=kind, container=container,
-                          in_channels=model.in_channels, parameters=sum(p.numel() for p in model.parameters()),
-                          **fields)
+                          in_channels=model_traits(model).in_channels,
+                          parameters=sum(p.numel() for p in model.parameters()), **fields)

@@ -21,7 +21,7 @@ slices, gathers and small matrices built from ``arange`` rather than ``F.adaptiv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, TypedDict, Unpack, get_args
 
 import torch
@@ -38,8 +38,8 @@ TokenInput = Literal["raw", "normalized"]
 @dataclass(frozen=True)
 class TokenOptions:
     """How the GST is built (docs/design.md, "Primitive 2"). The defaults were chosen from the ablation
-    (docs/experiments.md); the first reading, in which the shipped weights were trained, is
-    LEGACY_TOKEN_KWARGS: grid 4, ``nearest``, ``raw``, ``none``, ``raw``.
+    (docs/experiments.md); the first reading, in which the shipped weights were trained (their checkpoints
+    record it), is grid 4, ``nearest``, ``raw``, ``none``, ``raw``.
 
     - ``grid``: G, the side of the pooling grid.
     - ``upsample``: ``"nearest"`` - adaptive-average-pooling bins (neighbouring bins share a row when
@@ -69,10 +69,9 @@ class TokenOptions:
             if getattr(self, name) not in get_args(kind):
                 raise ValueError(f"token_{name} must be one of {get_args(kind)}, got {getattr(self, name)!r}")
 
-
-# What a checkpoint saved before the options existed was trained with: rebuilt this way on load.
-LEGACY_TOKEN_KWARGS: dict[str, int | str] = dict(token_grid=4, token_upsample="nearest", token_softmax="raw",
-                                                 token_column_scale="none", token_input="raw")
+    def as_kwargs(self) -> dict[str, int | str]:
+        """These options as a model family's ``token_*`` keyword arguments (the inverse of :func:`token_options`)."""
+        return {f"token_{name}": value for name, value in asdict(self).items()}
 
 
 def token_kwargs(model: nn.Module) -> dict[str, int | str]:
@@ -80,18 +79,8 @@ def token_kwargs(model: nn.Module) -> dict[str, int | str]:
     so that a checkpoint records them and later changes of the defaults leave it as it was trained."""
     for module in model.modules():
         if isinstance(module, GlobalSpatialToken):
-            o = module.options
-            return dict(token_grid=o.grid, token_upsample=o.upsample, token_softmax=o.softmax,
-                        token_column_scale=o.column_scale, token_input=o.input)
+            return module.options.as_kwargs()
     return {}
-
-
-def kwargs_as_trained(kwargs: dict, model: nn.Module) -> dict:
-    """A checkpoint's recorded keyword arguments for ``model``, completed: one saved before the token
-    options existed (no ``token_upsample``) was trained with the first reading, LEGACY_TOKEN_KWARGS."""
-    if "token_upsample" in kwargs or not token_kwargs(model):
-        return kwargs
-    return {**LEGACY_TOKEN_KWARGS, **kwargs}
 
 
 class TokenKwargs(TypedDict, total=False):

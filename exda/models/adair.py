@@ -36,7 +36,7 @@ from exda.layers.attention import wide
 from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_mapping
-from exda.models.registry import model_options, register_model
+from exda.models.registry import ModelTraits, model_options, register_model
 from exda.models.unet import UNet, unet_from_official, unet_widths
 
 LOW_BAND_UNIT = 128  # the low-frequency box's half-size is (side // 128) * a predicted rate in (0, 1)
@@ -144,27 +144,32 @@ SIZES: dict[str, dict] = {
     "base": dict(dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4, heads=(1, 2, 4, 8)),
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2)),
 }
+
+TRAITS = ModelTraits(onnx_unsupported="its frequency modulation uses torch.fft, which the ONNX exporter does not "
+                     "support")
+
+
 def build(size: str, exda: bool, **kwargs) -> AdaIR:
     """An AdaIR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
     return AdaIR(**model_options(SIZES[size], exda, kwargs))
 
 
-@register_model
+@register_model(traits=TRAITS)
 def adair(**kwargs) -> AdaIR:
     return build("base", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def adair_test(**kwargs) -> AdaIR:
     return build("test", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_adair(**kwargs) -> AdaIR:
     return build("base", exda=True, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_adair_test(**kwargs) -> AdaIR:
     return build("test", exda=True, **kwargs)
 

@@ -15,8 +15,8 @@ Like the official network, the restorer predicts the image (no image-level skip)
 over the body. The official code runs the whole query encoder at inference and discards the
 embedding; here only the part the restorer reads runs (same output, fewer FLOPs).
 
-Training (``forward(x, with_auxiliary_loss=True)``) returns the InfoNCE loss too; ``exda train`` adds
-it with ``auxiliary_loss_weight`` (0.1, as the official joint stage). The official positive key is a
+Training (``restore_with_auxiliary_loss(x)``) returns the InfoNCE loss too, times ``auxiliary_loss_weight``
+(0.1, as the official joint stage), which ``exda train`` adds to its loss. The official positive key is a
 second 128 px patch of the same degraded image; exda's loader yields one patch per image, so the key
 here is a random half-size crop of the same degraded patch. The official encoder-only first stage
 (100 epochs of the InfoNCE loss alone) is not reproduced (docs/peers.md).
@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exda.layers.attention import wide
 from exda.layers.deform_conv import ModulatedDeformConv2d
 from exda.models.official import StateDict, official_config, official_mapping
-from exda.models.registry import image_channels, register_model
+from exda.models.registry import ModelTraits, image_channels, register_model
 
 SLOPE = 0.1  # every LeakyReLU in AirNet
 
@@ -222,20 +223,26 @@ class AirNet(nn.Module):
         self.body_conv = conv(dim, dim)
         self.tail = conv(dim, in_channels)
 
-    def forward(
-        self, x: torch.Tensor, with_auxiliary_loss: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The restored image; with ``with_auxiliary_loss`` also the encoder's InfoNCE loss (this updates
-        the key encoder and the queue, so call it once per training step)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._restore(x, self.encoder.feature_map(x))
+
+    def restore_with_auxiliary_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The restored image and the encoder's InfoNCE loss times ``auxiliary_loss_weight`` (None when the
+        weight is 0). The loss updates the key encoder and the queue, so call this once per training step."""
+        if not self.auxiliary_loss_weight:
+            return self(x), None
         degradation = self.encoder.feature_map(x)
+        restored = self._restore(x, degradation)
+        loss = self.encoder.contrastive_loss(degradation, random_half_crops(x))
+        return restored, self.auxiliary_loss_weight * loss.to(wide(loss.dtype))
+
+    def _restore(self, x: torch.Tensor, degradation: torch.Tensor) -> torch.Tensor:
+        """The restorer, guided by the degradation map."""
         feats = self.head(x)
         out = feats
         for group in self.groups:
             out = group(out, degradation)
-        restored = self.tail(self.body_conv(out) + feats)
-        if not with_auxiliary_loss:
-            return restored
-        return restored, self.encoder.contrastive_loss(degradation, random_half_crops(x))
+        return self.tail(self.body_conv(out) + feats)
 
 
 def random_half_crops(x: torch.Tensor) -> torch.Tensor:
@@ -252,13 +259,15 @@ SIZES: dict[str, dict] = {
     "test": dict(dim=8, groups=1, blocks=1, encoder_widths=(8, 8, 16), embed_dim=16, queue_size=32),
 }
 
+TRAITS = ModelTraits(auxiliary_loss=True)
 
-@register_model
+
+@register_model(traits=TRAITS)
 def airnet(**kwargs) -> AirNet:
     return AirNet(**{**SIZES["base"], **kwargs})
 
 
-@register_model
+@register_model(traits=TRAITS)
 def airnet_test(**kwargs) -> AirNet:
     return AirNet(**{**SIZES["test"], **kwargs})
 

@@ -7,8 +7,8 @@
 The transformer blocks are Restormer's (MDTA + GDFN, with-bias layer norms). Spatial routing sends
 every pixel through the top 2 of 4 MLP experts chosen by noisy top-k gating on [pixel, instruction]
 (Shazeer et al. 2017), combined in log space as the official code does: log(sum_i g_i exp(e_i(x)));
-its load-balancing loss is returned for training. Channel routing is x + (x * gamma + beta) *
-sigmoid(fc(instruction)). ``amir`` is the configuration of the official training script
+its load-balancing loss is returned for training (``restore_with_auxiliary_loss``). Channel routing is
+x + (x * gamma + beta) * sigmoid(fc(instruction)). ``amir`` is the configuration of the official training script
 (``main_train_AMIR.py`` of Yaziwel/All-In-One-Medical-Image-Restoration-via-Task-Adaptive-Routing):
 1 channel, dim 42, blocks (5, 7, 7, 9), 4 refinement blocks: 23,540,498 parameters.
 
@@ -33,7 +33,7 @@ from exda.layers.global_token import GlobalTokenKind, TokenKwargs, token_options
 from exda.layers.moe import normal_cdf, squared_cv
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_config, official_mapping
-from exda.models.registry import image_channels, model_options, register_model
+from exda.models.registry import ModelTraits, image_channels, model_options, register_model
 from exda.models.unet import (
     LEVELS,
     decoder_stages,
@@ -216,16 +216,25 @@ class AMIR(nn.Module):
         self.refinement = stage(block, 2 * dim, heads[0], num_refinement_blocks)
         self.output = nn.Conv2d(2 * dim, in_channels, kernel_size=3, padding=1, bias=bias)
 
-    def forward(
-        self, x: torch.Tensor, with_auxiliary_loss: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The restored image; with ``with_auxiliary_loss`` also the summed load-balancing loss."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._restore(x, with_balance_loss=False)[0]
+
+    def restore_with_auxiliary_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The restored image and the summed load-balancing loss times ``auxiliary_loss_weight`` (None when
+        the weight is 0)."""
+        if not self.auxiliary_loss_weight:
+            return self(x), None
+        out, balance = self._restore(x, with_balance_loss=True)
+        return out, self.auxiliary_loss_weight * balance.to(wide(balance.dtype))
+
+    def _restore(self, x: torch.Tensor, with_balance_loss: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The restored image and, ``with_balance_loss``, the spatial routings' summed balance loss."""
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x, minimum=16)
         instruction = self.instruction(padded)
         feats, skips, balance = self.patch_embed(padded), [], []
         for route, encoder, down in zip(self.encoder_routes, self.encoders, self.downs, strict=True):
-            feats, loss = route(feats, instruction, with_auxiliary_loss)
+            feats, loss = route(feats, instruction, with_balance_loss)
             balance.append(loss)
             feats = encoder(feats)
             skips.append(feats)
@@ -235,9 +244,7 @@ class AMIR(nn.Module):
             feats = self.reduces[j](torch.cat([self.ups[j](feats), skips[j]], dim=1))
             feats = self.decoders[j](self.decoder_routes[j](feats, instruction))
         out = (self.output(self.refinement(feats)) + padded)[..., :h, :w]
-        if not with_auxiliary_loss:
-            return out
-        return out, torch.stack(balance).sum()
+        return out, torch.stack(balance).sum() if with_balance_loss else None
 
 
 SIZES: dict[str, dict] = {
@@ -245,27 +252,31 @@ SIZES: dict[str, dict] = {
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2),
                  atoms=4, atom_dim=16, instruction_hidden=8),
 }
+
+TRAITS = ModelTraits(in_channels=1, auxiliary_loss=True)
+
+
 def build(size: str, exda: bool, **kwargs) -> AMIR:
     """An AMIR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
     return AMIR(**model_options(SIZES[size], exda, kwargs))
 
 
-@register_model
+@register_model(traits=TRAITS)
 def amir(**kwargs) -> AMIR:
     return build("base", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def amir_test(**kwargs) -> AMIR:
     return build("test", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_amir(**kwargs) -> AMIR:
     return build("base", exda=True, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_amir_test(**kwargs) -> AMIR:
     return build("test", exda=True, **kwargs)
 

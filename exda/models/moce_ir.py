@@ -53,7 +53,7 @@ from exda.layers.global_token import GlobalTokenKind, TokenKwargs, TokenOptions,
 from exda.layers.moe import normal_cdf, squared_cv
 from exda.layers.value_transform import ValueTransformKind
 from exda.models.official import StateDict, official_mapping
-from exda.models.registry import image_channels, model_options, register_model
+from exda.models.registry import ModelTraits, image_channels, model_options, register_model
 from exda.models.unet import LEVELS, downsamples, encoder_stages, pad_to_multiple, stage, unet_widths
 
 
@@ -271,10 +271,19 @@ class MoCEIR(nn.Module):
         self.refinement = stage(block, dim, heads[0], num_refinement_blocks)
         self.output = nn.Conv2d(dim, in_channels, kernel_size=3, padding=1, bias=bias)
 
-    def forward(
-        self, x: torch.Tensor, with_auxiliary_loss: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The restored image; with ``with_auxiliary_loss`` also the experts' mean balance loss (0 in eval)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._restore(x, with_balance_loss=False)[0]
+
+    def restore_with_auxiliary_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The restored image and the experts' mean balance loss (0 in eval) times ``auxiliary_loss_weight``
+        (None when the weight is 0)."""
+        if not self.auxiliary_loss_weight:
+            return self(x), None
+        out, balance = self._restore(x, with_balance_loss=True)
+        return out, self.auxiliary_loss_weight * balance.to(wide(balance.dtype))
+
+    def _restore(self, x: torch.Tensor, with_balance_loss: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The restored image and, ``with_balance_loss``, the adapters' mean balance loss (0 in eval)."""
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x)
         feats, skips = self.patch_embed(padded), []
@@ -288,11 +297,11 @@ class MoCEIR(nn.Module):
         for up, fusion, blocks in zip(self.ups, self.fusions, self.decoders, strict=True):
             feats = fusion(torch.cat([up(feats), skips.pop()], dim=1))
             for block in blocks:
-                feats, loss = block(feats, freq_emb, with_auxiliary_loss)
+                feats, loss = block(feats, freq_emb, with_balance_loss)
                 balance.append(loss)
         out = (self.output(self.refinement(feats)) + padded)[..., :h, :w]
-        if not with_auxiliary_loss:
-            return out
+        if not with_balance_loss:
+            return out, None
         losses = [loss for loss in balance if loss is not None]
         return out, (torch.stack(losses).sum() / len(balance) if losses else out.new_zeros(()))
 
@@ -304,37 +313,42 @@ SIZES: dict[str, dict] = {
     "test": dict(dim=8, num_blocks=(1, 1, 1, 1), num_dec_blocks=(1, 1, 1), num_refinement_blocks=1,
                  heads=(1, 1, 2, 2), experts=2, top_k=2),
 }
+
+TRAITS = ModelTraits(auxiliary_loss=True,
+                     onnx_unsupported="its experts' attention uses torch.fft, which the ONNX exporter does not support")
+
+
 def build(size: str, exda: bool, **kwargs) -> MoCEIR:
     """A MoCE-IR of a named size; ``exda=True`` turns both primitives on (each still overridable)."""
     return MoCEIR(**model_options(SIZES[size], exda, kwargs))
 
 
-@register_model
+@register_model(traits=TRAITS)
 def moce_ir(**kwargs) -> MoCEIR:
     return build("base", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def moce_ir_s(**kwargs) -> MoCEIR:
     return build("small", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def moce_ir_test(**kwargs) -> MoCEIR:
     return build("test", exda=False, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_moce_ir(**kwargs) -> MoCEIR:
     return build("base", exda=True, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_moce_ir_s(**kwargs) -> MoCEIR:
     return build("small", exda=True, **kwargs)
 
 
-@register_model
+@register_model(traits=TRAITS)
 def exda_moce_ir_test(**kwargs) -> MoCEIR:
     return build("test", exda=True, **kwargs)
 

@@ -1,14 +1,49 @@
-"""One explicit registry of model factories: ``@register_model`` adds, ``create_model`` builds."""
+"""One explicit registry of model factories: ``@register_model`` adds, ``create_model`` builds.
+
+Each factory is registered with the :class:`ModelTraits` of the models it builds (as timm's pretrained
+config): what the rest of exda needs to know about a model without running it. :func:`model_traits`
+gives them for a registered name, or for a model built by :func:`create_model`, which stamps them on it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from torch import nn
 
 from exda.errors import UserError
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+Factory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What a registered model is and supports.
+
+    - ``in_channels``: image channels it takes and returns (a factory's default; ``create_model``
+      records the built model's own, e.g. 1 with ``in_channels=1``).
+    - ``bf16_safe``: bf16 rounding changes its output only by rounding; False for a network whose output
+      jumps on tiny input changes (Histoformer sorts pixels by value), which inference keeps in fp32.
+    - ``onnx_unsupported``: why ``exda export`` refuses it (one line), or None when it exports to ONNX and
+      onnxruntime reproduces PyTorch's fp32 output (tests/test_backends.py checks every such model).
+    - ``auxiliary_loss``: it has a training loss of its own, which ``exda train`` adds to the pixel loss:
+      ``restore_with_auxiliary_loss(x)`` returns the restored image and that weighted term.
+    """
+
+    in_channels: int = 3
+    bf16_safe: bool = True
+    onnx_unsupported: str | None = None
+    auxiliary_loss: bool = False
+
+    @property
+    def onnx_exportable(self) -> bool:
+        return self.onnx_unsupported is None
+
+
+DEFAULT_TRAITS = ModelTraits()
+_MODELS: dict[str, Factory] = {}
+_TRAITS: dict[str, ModelTraits] = {}
 
 # The two primitives' settings an ``exda_*`` variant turns on, in every family.
 EXDA_DEFAULTS: dict[str, str] = dict(value_transform="dwconv_gelu", global_token="row")
@@ -31,13 +66,19 @@ def image_channels(in_channels: int) -> int:
     return in_channels
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a factory under its function name; a duplicate name is a programming error."""
-    name = fn.__name__
-    if name in _MODELS:
-        raise ValueError(f"model {name!r} is already registered")
-    _MODELS[name] = fn
-    return fn
+def register_model(fn: Factory | None = None, *, traits: ModelTraits = DEFAULT_TRAITS):
+    """Register a factory under its function name, with the traits of what it builds (the defaults
+    without ``traits``): ``@register_model`` or ``@register_model(traits=...)``. A duplicate name is a
+    programming error."""
+
+    def register(fn: Factory) -> Factory:
+        name = fn.__name__
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name], _TRAITS[name] = fn, traits
+        return fn
+
+    return register if fn is None else register(fn)
 
 
 def _ensure_families_loaded() -> None:
@@ -55,15 +96,34 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; unknown names raise :class:`UserError` listing the known ones."""
+def _known(name: str) -> str:
     _ensure_families_loaded()
     if name not in _MODELS:
         raise UserError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
+    return name
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; unknown names raise :class:`UserError` listing the known ones.
+
+    The model carries ``model_name``, ``model_kwargs`` (what a checkpoint records to rebuild it) and
+    ``traits`` (:func:`model_traits`)."""
     try:
-        model = _MODELS[name](**kwargs)
+        model = _MODELS[_known(name)](**kwargs)
     except (TypeError, ValueError) as err:  # a bad option from a config or the command line
         raise UserError(f"model {name}: {err}") from err
     model.model_name = name
     model.model_kwargs = dict(kwargs)
+    model.traits = replace(_TRAITS[name], in_channels=model.in_channels)
     return model
+
+
+def model_traits(model: nn.Module | str) -> ModelTraits:
+    """The traits of a registered model name, or of a model built by :func:`create_model` (also one
+    loaded from a checkpoint, which is built that way)."""
+    if isinstance(model, str):
+        return _TRAITS[_known(model)]
+    try:
+        return model.traits
+    except AttributeError:
+        raise TypeError(f"{type(model).__name__} was not built by exda.create_model, so it has no traits") from None
