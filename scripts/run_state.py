@@ -5,15 +5,21 @@
     python scripts/run_state.py unpack STATE_DIR RUN_DIR   # -> RUN_DIR/checkpoints/last; then
     exda train --config CONFIG --out RUN_DIR --resume      # continues the run
 
-STATE_DIR holds one ``state.safetensors`` (the weights in fp32; the EMA weights and AdamW's two moments
-rounded to bf16, which is what makes it about 10 bytes per parameter instead of 16), ``state.json``
-(everything else resuming needs: step, data position, scheduler, RNG, config), the run's ``train.log``
-and ``validation.jsonl``, and the checkpoints kept at fixed steps (``step_<N>.*``, ``train.keep_steps``).
-``pack --final`` of a finished run (step = ``train.iters``) that will not be extended keeps only its logs and
-kept checkpoints. Resuming from it is therefore not bit-exact (the EMA and the moments lose their
-low mantissa bits once per pack); the data order, the step and the schedule continue exactly. Each file is
-written atomically, the weights file last but one and ``state.json`` last, so an interrupted pack leaves
-the previous state readable.
+STATE_DIR holds one ``state.safetensors``, ``state.json`` (everything else resuming needs: step, data
+position, scheduler, RNG, config, and where each tensor lies in the file), the run's ``train.log`` and
+``validation.jsonl``, and the checkpoints kept at fixed steps (``step_<N>.*``, ``train.keep_steps``, their
+weights rounded to bf16: they are for comparisons, not for resuming). ``pack --final`` of a finished run
+(step = ``train.iters``) that will not be extended keeps only its logs and kept checkpoints.
+
+The state is stored for git, which zlib-compresses each file version and keeps every one: the weights stay
+fp32 and exact; the EMA weights are rounded to bf16; AdamW's first moment and the square root of its
+second moment are rounded to fp8 (e4m3, one fp32 scale per block of 128 values, about 6% relative error:
+the moments are running averages that the next steps renew). Each group is stored as byte planes (all
+first bytes, then all second bytes, ...), where the sign-and-exponent planes compress well. About 7 bytes
+per parameter reach the repository, against 16 in a checkpoint. Resuming is therefore not bit-exact; the
+data order, the step and the schedule continue exactly. Each file is written atomically, ``state.json``
+last, so an interrupted pack leaves the previous state readable. ``unpack`` also reads the older format
+(``exda-run-state-v1``: bf16 moments, no byte planes).
 """
 
 from __future__ import annotations
@@ -33,23 +39,72 @@ from exda.engine.checkpoint import load_training_state, save_checkpoint
 from exda.errors import UserError
 from exda.models import create_model
 
-FORMAT = "exda-run-state-v1"
-ROUNDED = torch.bfloat16
+FORMAT = "exda-run-state-v2"
+OLD_FORMAT = "exda-run-state-v1"
 LOGS = ("train.log", "validation.jsonl", "config.yaml")
+BLOCK = 128  # values per fp8 scale
 
 
-def _round(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.to(ROUNDED) if tensor.is_floating_point() else tensor
+def byte_planes(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """The tensors, cast to ``dtype`` and concatenated, as a (bytes per value, n) uint8 tensor."""
+    flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+    return flat.view(torch.uint8).view(-1, flat.element_size()).t().contiguous()
 
 
-def _copy_kept(src: Path, dst: Path) -> None:
+def from_byte_planes(planes: torch.Tensor, dtype: torch.dtype, shapes: list[list[int]]) -> list[torch.Tensor]:
+    return _split(planes.t().contiguous().view(dtype).reshape(-1), shapes)
+
+
+def to_fp8(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp8 (e4m3) codes of a 1-d tensor and one fp32 scale per block of ``BLOCK`` values."""
+    blocks = torch.nn.functional.pad(values.float(), (0, -values.numel() % BLOCK)).view(-1, BLOCK)
+    scales = blocks.abs().amax(dim=1, keepdim=True) / torch.finfo(torch.float8_e4m3fn).max
+    scales[scales == 0] = 1.0
+    return (blocks / scales).to(torch.float8_e4m3fn).view(torch.uint8).reshape(-1), scales.reshape(-1)
+
+
+def from_fp8(codes: torch.Tensor, scales: torch.Tensor, count: int) -> torch.Tensor:
+    blocks = codes.view(torch.float8_e4m3fn).float().view(-1, BLOCK) * scales[:, None]
+    return blocks.reshape(-1)[:count]
+
+
+def _split(flat: torch.Tensor, shapes: list[list[int]]) -> list[torch.Tensor]:
+    sizes = [int(torch.Size(shape).numel()) for shape in shapes]
+    return [part.reshape(shape).clone() for part, shape in zip(flat.split(sizes), shapes, strict=True)]
+
+
+def _pack_moments(moments: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """AdamW's ``exp_avg`` as fp8, ``exp_avg_sq`` as the fp8 of its square root (its range halves)."""
+    tensors = {}
+    for slot, parts in moments.items():
+        flat = torch.cat([p.reshape(-1).float() for p in parts])
+        codes, scales = to_fp8(flat.sqrt() if slot == "exp_avg_sq" else flat)
+        tensors[f"optim.{slot}"], tensors[f"optim.{slot}.scale"] = codes, scales
+    return tensors
+
+
+def _unpack_moments(tensors: dict[str, torch.Tensor], slot: str, shapes: list[list[int]]) -> list[torch.Tensor]:
+    count = sum(int(torch.Size(shape).numel()) for shape in shapes)
+    flat = from_fp8(tensors[f"optim.{slot}"], tensors[f"optim.{slot}.scale"], count)
+    return _split(flat.square() if slot == "exp_avg_sq" else flat, shapes)
+
+
+def _round_kept(src: Path, dst: Path) -> None:
+    """A kept checkpoint's weights rounded to bf16 (``src`` -> ``dst``)."""
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(src)).items()},
+              str(dst))
+
+
+def _copy_kept(src: Path, dst: Path, round_weights: bool = False) -> None:
     """The checkpoints kept at fixed steps (``train.keep_steps``: inference weights only, written once)
-    that ``dst`` does not hold yet; the JSON, which marks a complete checkpoint, last."""
+    that ``dst`` does not hold yet, their weights rounded to bf16 if asked; the JSON, which marks a
+    complete checkpoint, last."""
     for weights in sorted(src.glob("step_*.safetensors")):
         info = weights.with_suffix(".json")
         if info.is_file() and not (dst / info.name).is_file():
-            for path in (weights, info):
-                atomic_write(dst / path.name, lambda tmp, path=path: shutil.copyfile(path, tmp))
+            write = _round_kept if round_weights else shutil.copyfile
+            atomic_write(dst / weights.name, lambda tmp, path=weights, write=write: write(path, tmp))
+            atomic_write(dst / info.name, lambda tmp, path=info: shutil.copyfile(path, tmp))
 
 
 def pack(run_dir: Path, state_dir: Path, final: bool = False) -> None:
@@ -61,22 +116,32 @@ def pack(run_dir: Path, state_dir: Path, final: bool = False) -> None:
         return _pack_finished(run_dir, state_dir, saved)
     train_state = dict(saved["train_state"])
     optimizer = train_state.pop("optimizer")
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v.contiguous() for k, v in saved["model"].items()}
-    tensors |= {f"ema.{k}": _round(v).contiguous() for k, v in saved["ema"].items()}
-    moments: dict[str, dict[str, Any]] = {}
-    for index, slots in optimizer["state"].items():
-        moments[str(index)] = {}
-        for slot, value in slots.items():
+    model_keys, ema_keys = list(saved["model"]), list(saved["ema"])
+    tensors = {"model": byte_planes([saved["model"][k] for k in model_keys], torch.float32),
+               "ema": byte_planes([saved["ema"][k] for k in ema_keys], torch.bfloat16)}
+    indices = sorted(optimizer["state"], key=int)
+    scalars: dict[str, dict[str, Any]] = {}
+    moments: dict[str, list[torch.Tensor]] = {}
+    for index in indices:
+        scalars[str(index)] = {}
+        for slot, value in optimizer["state"][index].items():
             if torch.is_tensor(value) and value.dim() > 0:
-                tensors[f"optim.{index}.{slot}"] = _round(value).contiguous()
+                moments.setdefault(slot, []).append(value)
             else:  # the step count (a 0-d tensor) stays exact
-                moments[str(index)][slot] = value.item() if torch.is_tensor(value) else value
+                scalars[str(index)][slot] = value.item() if torch.is_tensor(value) else value
+    if set(moments) - {"exp_avg", "exp_avg_sq"}:
+        raise UserError(f"{run_dir}: optimizer state {sorted(moments)} is not AdamW's; run_state packs AdamW only")
+    tensors |= _pack_moments(moments)
     tensors["rng.torch"] = train_state.pop("torch_rng")
     train_state.pop("cuda_rng", None)  # a CPU run; a CUDA run's generator restarts from the torch state
     record = {
         "format": FORMAT, "model_name": saved["model_name"], "model_kwargs": saved["model_kwargs"],
         "step": saved["step"], "config": saved["config"], "metrics": saved["metrics"],
-        "optimizer": {"param_groups": optimizer["param_groups"], "scalars": moments},
+        "optimizer": {"param_groups": optimizer["param_groups"], "scalars": scalars},
+        "layout": {"model": [[k, list(saved["model"][k].shape)] for k in model_keys],
+                   "ema": [[k, list(saved["ema"][k].shape)] for k in ema_keys],
+                   "moments": [[str(i), list(optimizer["state"][i]["exp_avg"].shape)] for i in indices
+                               if "exp_avg" in optimizer["state"][i]]},
         "train_state": train_state,
     }
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +149,7 @@ def pack(run_dir: Path, state_dir: Path, final: bool = False) -> None:
     for name in LOGS:
         if (run_dir / name).is_file():
             atomic_write(state_dir / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
-    _copy_kept(run_dir / "checkpoints", state_dir)
+    _copy_kept(run_dir / "checkpoints", state_dir, round_weights=True)
     atomic_write(state_dir / "state.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     size = sum(p.stat().st_size for p in state_dir.iterdir()) / 2**20
     print(f"packed step {saved['step']} of {run_dir} into {state_dir} ({size:.1f} MiB)")
@@ -96,7 +161,7 @@ def _pack_finished(run_dir: Path, state_dir: Path, saved: dict[str, Any]) -> Non
     for name in LOGS:
         if (run_dir / name).is_file():
             atomic_write(state_dir / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
-    _copy_kept(run_dir / "checkpoints", state_dir)
+    _copy_kept(run_dir / "checkpoints", state_dir, round_weights=True)
     record = {"format": FORMAT, "finished": True, "model_name": saved["model_name"],
               "model_kwargs": saved["model_kwargs"], "step": saved["step"], "config": saved["config"],
               "metrics": saved["metrics"]}
@@ -110,7 +175,7 @@ def unpack(state_dir: Path, run_dir: Path) -> None:
     record = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if record.get("finished"):
         raise UserError(f"the run in {state_dir} finished at step {record['step']}: nothing to resume")
-    if not weights_path.is_file() or record.get("format") != FORMAT:
+    if not weights_path.is_file() or record.get("format") not in (FORMAT, OLD_FORMAT):
         raise UserError(f"{state_dir} holds no packed run state ({FORMAT}: state.json + state.safetensors)")
     if (run_dir / "checkpoints").exists():
         raise UserError(f"{run_dir} already holds checkpoints; unpack into a new folder")
@@ -118,15 +183,26 @@ def unpack(state_dir: Path, run_dir: Path) -> None:
     model = create_model(record["model_name"], **record["model_kwargs"])
     ema = create_model(record["model_name"], **record["model_kwargs"])
     fp32 = {name: p.dtype for name, p in model.state_dict().items()}
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v.to(fp32[k[4:]]) for k, v in tensors.items() if k.startswith("ema.")})
     state: dict[int, dict[str, Any]] = {}
     for index, scalars in record["optimizer"]["scalars"].items():
         state[int(index)] = {slot: torch.tensor(value, dtype=torch.float32) for slot, value in scalars.items()}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, slot = key.split(".", 2)
-            state[int(index)][slot] = value.float()
+    if record["format"] == FORMAT:
+        layout = record["layout"]
+        for group, module, dtype in (("model", model, torch.float32), ("ema", ema, torch.bfloat16)):
+            keys, shapes = zip(*layout[group], strict=True)
+            values = from_byte_planes(tensors[group], dtype, list(shapes))
+            module.load_state_dict({k: v.to(fp32[k]) for k, v in zip(keys, values, strict=True)})
+        indices, shapes = zip(*layout["moments"], strict=True) if layout["moments"] else ((), ())
+        for slot in ("exp_avg", "exp_avg_sq"):
+            for index, value in zip(indices, _unpack_moments(tensors, slot, list(shapes)), strict=True):
+                state[int(index)][slot] = value
+    else:  # exda-run-state-v1: one tensor per key, the EMA and the moments in bf16
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v.to(fp32[k[4:]]) for k, v in tensors.items() if k.startswith("ema.")})
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, slot = key.split(".", 2)
+                state[int(index)][slot] = value.float()
     train_state = {
         **record["train_state"], "torch_rng": tensors["rng.torch"], "cuda_rng": [],
         "optimizer": {"state": state, "param_groups": record["optimizer"]["param_groups"]},
