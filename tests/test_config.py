@@ -49,7 +49,7 @@ def test_yaml_float_without_dot_is_read_as_float(tmp_path: Path) -> None:
         ("optim.lrr=1", "unknown config key 'optim.lrr'; valid keys in optim: lr, weight_decay"),
         ("trainer.iters=3", "unknown config key 'trainer'; valid keys in the config: model, data, optim"),
         ("train.iters=1.5", "train.iters must be int, got 1.5"),
-        ("train.precision=fp8", "train.precision must be 'fp32' | 'bf16' | 'fp16'"),
+        ("train.precision=fp8", "train.precision must be 'auto' | 'fp32' | 'bf16' | 'fp16'"),
         ("data.degradations=noise15", "data.degradations must be list[str]"),
         ("optim.betas=[0.9]", "optim.betas must be tuple[float, float]"),
         ("data.root=3", "data.root must be str | None"),

@@ -26,6 +26,7 @@ from exda.engine.trainer import (
     Trainer,
     stage_at,
     train,
+    training_precision,
     validation_warning,
     warmup_cosine,
     warmup_stable_decay,
@@ -33,6 +34,9 @@ from exda.engine.trainer import (
 from exda.errors import UserError
 from exda.inference.checkpoint_format import file_digest
 from exda.inference.loader import load_network
+
+# The tiny runs train in bf16 to cover that path, on any CPU (bf16 is only slow where it is not native).
+pytestmark = pytest.mark.filterwarnings("ignore:train.precision bf16 on a CPU")
 
 TINY: dict[str, Any] = {
     "model": {"name": "exda_restormer_test"},
@@ -57,6 +61,21 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("run")
     train(tiny_config(), run)
     return run
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("exda.engine.trainer.native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert training_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert training_precision("fp32", cpu) == "fp32"
+    if native:
+        assert training_precision("bf16", cpu) == "bf16"
+    else:
+        with pytest.warns(UserWarning, match="10x slower than fp32"):
+            assert training_precision("bf16", cpu) == "bf16"
 
 
 def test_short_run_writes_complete_checkpoints(short_run: Path) -> None:

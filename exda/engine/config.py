@@ -99,7 +99,9 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 500
     log_every: int = 50
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # auto: bf16 where the device computes it in hardware (CUDA with bf16; a CPU with AMX or AVX-512 BF16),
+    # else fp32 (a CPU without them runs bf16 ~10x slower than fp32: docs/training.md)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = True  # NHWC memory layout: faster depthwise convs and LayerNorm (benchmarks/README.md)
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # NaN/Inf loss or gradient: stop the run, or skip the step

@@ -56,6 +56,7 @@ from exda.engine.evaluate import AVERAGE_ROW, evaluate_model
 from exda.engine.losses import build_loss
 from exda.errors import UserError
 from exda.inference.checkpoint_format import load_state_into
+from exda.inference.fast import native_bf16
 from exda.layers.global_token import token_kwargs
 from exda.models import create_model, model_traits
 
@@ -172,6 +173,17 @@ class TrainingForward(nn.Module):
         return self.model(x), None
 
 
+def training_precision(precision: str, device: torch.device) -> str:
+    """``train.precision`` resolved on ``device``: ``auto`` is bf16 where the hardware computes bf16, else
+    fp32; an explicit bf16 on a CPU without bf16 units is kept, with a warning (it is ~10x slower there)."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
+        warnings.warn("train.precision bf16 on a CPU without AMX or AVX-512 BF16 runs ~10x slower than fp32; "
+                      "train.precision: auto picks fp32 here", stacklevel=2)
+    return precision
+
+
 class Trainer:
     """Holds one run's model, optimisation state and data; ``fit()`` trains to ``config.train.iters``."""
 
@@ -180,6 +192,7 @@ class Trainer:
         train, optim = config.train, config.optim
         if train.precision == "fp16" and device.type != "cuda":
             raise UserError("train.precision fp16 needs CUDA; use bf16 (or fp32) on CPU")
+        self.precision = training_precision(train.precision, device)
         if device.type == "cpu" and train.threads > 0:
             torch.set_num_threads(train.threads)
         torch.manual_seed(train.seed)  # same initial weights on every rank
@@ -208,7 +221,7 @@ class Trainer:
         self.compile_seconds: float | None = None
         if train.compile:
             self.train_forward = torch.compile(self.train_forward)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.loss_fn = build_loss(config.loss)
         data = config.data
         self.stages = data.progressive or [PatchStage(train.iters, data.patch_size, data.batch_size)]
@@ -396,7 +409,7 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         result = evaluate_model(
             model, self.val_set, device=self.device,
-            bf16=self.config.train.precision == "bf16", keep_images=SAMPLE_IMAGES,
+            bf16=self.precision == "bf16", keep_images=SAMPLE_IMAGES,
             lpips_net=None if self.config.train.val_lpips == "off" else self.config.train.val_lpips,
         )
         metrics = {task: dict(values) for task, values in result.per_task.items() if task != AVERAGE_ROW}
@@ -422,7 +435,7 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> float:
         lq = batch["lq"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         gt = batch["gt"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with autocast(self.device, self.config.train.precision):
+        with autocast(self.device, self.precision):
             pred, auxiliary = self.train_forward(lq)
         loss = self.loss_fn(pred, gt)
         if auxiliary is not None:
@@ -492,7 +505,7 @@ class Trainer:
                 f"{'resuming at' if self.step else 'starting'} step {self.step}/{train.iters}: "
                 f"{self.config.model.name}, {sum(p.numel() for p in self.model.parameters()):,} params, "
                 f"{self.ctx.world_size} process(es) x batch {self.loader.batch_size}, "
-                f"patch {self.stages[self.stage].patch_size} on {self.device}; "
+                f"patch {self.stages[self.stage].patch_size} on {self.device} in {self.precision}; "
                 f"{len(self.train_set)} training items, {len(self.loader)} iterations per epoch"
             )
             warning = validation_warning(self.config.data) if self.val_set is not None else None
