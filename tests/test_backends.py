@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 import exda
+from exda.commands.export import MIN_AGREEMENT_DB
 from exda.data.io import to_tensor
 from exda.data.samples import load_sample
 from exda.errors import UserError
 from exda.inference.backends import BACKENDS, available_backends, build_backend
-from exda.inference.export_cli import MIN_AGREEMENT_DB
 from exda.layers.global_token import grid_pool, nearest_resize
 from exda.metrics import psnr
 from exda.models import model_traits
@@ -179,8 +179,8 @@ def test_export_cli_refuses_a_model_that_does_not_export_and_a_file_that_fails_i
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from exda.cli import main
+    from exda.commands import export as export_cli
     from exda.engine.checkpoint import save_checkpoint
-    from exda.inference import export_cli
 
     for name in ("adair_test", "restormer_test"):
         save_checkpoint(tmp_path / name, "last", model=_model(name), config={}, step=1, metrics={}, train_state=None)

@@ -15,7 +15,7 @@ import exda
 from exda.cli import main
 from exda.engine.checkpoint import save_checkpoint
 from exda.engine.demo import conditions
-from exda.models.cli import model_rows
+from exda.models.profile import model_rows
 
 
 @pytest.fixture(scope="module")

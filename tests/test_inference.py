@@ -96,7 +96,8 @@ def test_every_command_reads_published_checkpoints(published, command: str, kind
         assert main(["restore", str(_image(tmp_path)), "-o", str(tmp_path / "out.png"), *given]) == 0
         assert Image.open(tmp_path / "out.png").size == (19, 23)
     elif command == "serve":  # the page's model loader, as `exda serve --checkpoint F [--arch A]` builds it
-        from exda.inference.serve import Models, options_from
+        from exda.commands.serve import options_from
+        from exda.inference.serve import Models
 
         options = options_from(build_parser().parse_args(["serve", *given]))
         models = Models(options.checkpoint, None, "fp32", torch.device("cpu"), options.arch)

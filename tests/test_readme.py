@@ -23,7 +23,7 @@ from pydicom.data import get_testdata_file
 
 import exda
 from exda.cli import build_parser, main
-from exda.engine.train_cli import resolve_config_path
+from exda.commands.train import resolve_config_path
 
 README = Path(exda.__file__).resolve().parents[1] / "README.md"
 RUN_FULLY = {("--version",), ("restore", "photo.jpg"), ("restore", "scan.dcm"),

@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from exda.commands import train as train_cli
 from exda.data.io import save_image
-from exda.engine import train_cli
 from exda.engine.checkpoint import load_training_state
 from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
 from exda.engine.distributed import DistContext

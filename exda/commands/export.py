@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
+from exda.commands.options import ARCH_HELP
 from exda.errors import UserError
 from exda.inference.export import export_onnx
 from exda.inference.loader import load_network
 from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint
-from exda.inference.restore_cli import ARCH_HELP
 from exda.metrics import psnr
 from exda.models import model_traits
 

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from exda import __version__
 from exda.atomic import atomic_write
 from exda.errors import UserError
-from exda.models.profile import profile_model
-from exda.models.registry import list_models
-from exda.models.restormer import PROMPTS
-
-
-def backbone_of(name: str) -> str | None:
-    """``exda_promptir_small`` -> ``promptir_small``: the model an ExDA variant adds its primitives to."""
-    return name.removeprefix("exda_") if name.startswith("exda_") else None
+from exda.models.profile import model_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,30 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
                         help="also write the table as JSON (benchmarks/results/models.json is made this way; "
                              "the README's figures are tested against it)")
-
-
-def model_rows(size: int = 256, name_filter: str = "") -> Iterator[dict[str, Any]]:
-    """One row per registered model, as each is measured: parameters, FLOPs at 1 x C x size x size and,
-    for an ExDA variant, its overhead in % over the backbone (PromptIR: the live network without its
-    never-called convs). Each network is profiled once (a backbone's figures serve its ExDA variants)."""
-    profiled: dict[tuple[str, bool], tuple[int, int]] = {}
-
-    def profile(name: str, live: bool = False) -> tuple[int, int]:
-        if (name, live) not in profiled:
-            profiled[name, live] = _live_backbone(name, size) if live else profile_model(name, (size, size))
-        return profiled[name, live]
-
-    for name in list_models():
-        if name_filter not in name:
-            continue
-        params, flops = profile(name)
-        row: dict[str, Any] = {"model": name, "parameters": params, "flops": flops, "backbone": backbone_of(name)}
-        if row["backbone"] is not None:
-            base_params, base_flops = profile(row["backbone"], live=row["backbone"] == "promptir")
-            row["backbone_parameters"], row["backbone_flops"] = base_params, base_flops
-            row["params_overhead_pct"] = 100 * (params / base_params - 1)
-            row["flops_overhead_pct"] = 100 * (flops / base_flops - 1)
-        yield row
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,9 +45,3 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         print(f"wrote {args.json}")
     return 0
-
-
-def _live_backbone(name: str, size: int) -> tuple[int, int]:
-    """Backbone parameters and FLOPs without PromptIR's never-called convolutions."""
-    kwargs = {"prompts": PROMPTS["base"]} if name == "promptir" else {}
-    return profile_model(name, (size, size), **kwargs)

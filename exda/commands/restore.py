@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from exda.commands.options import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments, parse_max_pixels
 from exda.data.io import DEFAULT_MAX_PIXELS, SAVE_SUFFIXES, image_stem, image_suffix, list_images
 from exda.errors import UserError
 from exda.inference.backends import BACKENDS
@@ -36,11 +37,6 @@ from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint, defaul
 from exda.inference.restorer import RESTORERS, Restorer, check_tiling, inference_device, memory_budget
 
 _KEEP_SUFFIXES = (".tif", ".tiff", ".npy")
-CHECKPOINT_HELP = (
-    "a .safetensors checkpoint or a run folder; a run folder means its last checkpoint; "
-    "pass .../best.safetensors explicitly for the best-on-validation one; or a published .pth / .ckpt (see --arch)"
-)
-ARCH_HELP = "model of a published --checkpoint (`exda models`); default: inferred from its weights"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,20 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_inference_arguments(parser)
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``exda restore`` and ``exda eval``: tiling, bf16, device."""
-    parser.add_argument("--tile", type=int, default=None, metavar="N",
-                        help="restore in N x N tiles to bound memory on large images (default: whole image)")
-    parser.add_argument("--tile-overlap", type=int, default=32, metavar="M",
-                        help="overlap between tiles in px (default 32; at most half the tile)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto = bf16 where the hardware runs it natively (AMX / AVX-512 BF16 CPUs, "
-                             "CUDA), fp32 elsewhere")
-    parser.add_argument("--bf16", action="store_true", help="same as --precision bf16")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="default: cuda when available, else cpu")
-
-
 def peak_memory_line(device: torch.device) -> str:
     """Peak memory of this process: max RSS on the CPU, plus max allocated on a CUDA device."""
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -98,19 +80,6 @@ def peak_memory_line(device: torch.device) -> str:
 def _output_name(src: Path) -> str:
     suffix = image_suffix(src)
     return image_stem(src) + (suffix if suffix in _KEEP_SUFFIXES else ".png")
-
-
-def parse_max_pixels(text: str | None) -> int:
-    """--max-pixels as a positive integer (``400000000``, ``4e8``, ``400_000_000``)."""
-    if text is None:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        value = 0.0
-    if not (value >= 1 and value < float("inf")):
-        raise UserError(f"--max-pixels must be a positive number of pixels like 400000000 or 4e8, got {text!r}")
-    return int(value)
 
 
 def _check_folder_writable(folder: Path) -> None:

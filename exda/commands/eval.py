@@ -9,11 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from exda.commands.options import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments
 from exda.data import LAYOUTS, build_dataset
 from exda.engine.evaluate import evaluate_model
 from exda.errors import UserError
 from exda.inference.loader import load_network
-from exda.inference.restore_cli import ARCH_HELP, CHECKPOINT_HELP, add_inference_arguments
 from exda.inference.restorer import check_tiling, inference_device
 from exda.metrics import SSIM_PROTOCOLS
 
