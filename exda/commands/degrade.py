@@ -21,8 +21,9 @@ from exda.atomic import atomic_write
 from exda.data.io import image_stem, list_images, load_image, save_image, to_numpy, to_tensor
 from exda.data.samples import load_sample
 from exda.data.transforms import match_channels
-from exda.degradations.base import DegradationSampler, check_strength
+from exda.degradations.base import check_strength
 from exda.degradations.registry import get_degradation, list_degradations
+from exda.degradations.sampler import DegradationSampler
 from exda.errors import UserError
 from exda.figures import save_image_grid
 

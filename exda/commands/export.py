@@ -25,7 +25,7 @@ from exda.models import model_traits
 FORMATS = ("onnx",)
 _CHECK_SIZE = (67, 45)  # odd, non-square, different from the export's own example size
 # PSNR of onnxruntime's output against PyTorch's fp32 one that a file must reach. Float round-off gives
-# 136-151 dB on every exportable model (tests/test_backends.py); a wrong graph gives far less (e.g.
+# 136-151 dB on every exportable model (tests/inference/test_backends.py); a wrong graph gives far less (e.g.
 # Histoformer's, whose output float round-off moves: 28 dB).
 MIN_AGREEMENT_DB = 60.0
 

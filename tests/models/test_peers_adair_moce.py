@@ -19,7 +19,7 @@ from exda.models.adair import FrequencyModulation
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
 
-KEYS = Path(__file__).parent / "data" / "official_keys"
+KEYS = Path(__file__).resolve().parents[1] / "assets" / "official_keys"
 
 
 def test_exact_official_parameter_counts():

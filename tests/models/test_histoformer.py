@@ -18,7 +18,7 @@ from exda.models.histoformer import HistogramAttention, from_bins, softmax_with_
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
 
-OFFICIAL_KEYS = Path(__file__).parent / "data" / "official_keys" / "histoformer.json"
+OFFICIAL_KEYS = Path(__file__).resolve().parents[1] / "assets" / "official_keys" / "histoformer.json"
 
 
 def test_published_parameter_count():

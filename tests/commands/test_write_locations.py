@@ -4,7 +4,7 @@ Every command runs (cheap settings) from a temporary folder with its default out
 package folder and the source checkout around it must come out unchanged (every file's size and
 modification time, and the set of files; ``__pycache__`` and tool caches excepted), and each default
 output must land in the current folder. ``exda serve`` is left out: it writes only into a temporary
-folder of its own (tests/test_serve.py).
+folder of its own (tests/inference/test_serve.py).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _checkout() -> Path:
     return root if (root / "pyproject.toml").is_file() else PACKAGE
 
 
-def test_no_command_writes_into_the_package_or_the_repository(tmp_path: Path, monkeypatch) -> None:
+def test_no_command_writes_into_the_package_or_the_repository(tiny_config, tmp_path: Path, monkeypatch) -> None:
     work = tmp_path / "work"
     work.mkdir()
     rng = np.random.default_rng(0)
@@ -62,11 +62,8 @@ def test_no_command_writes_into_the_package_or_the_repository(tmp_path: Path, mo
     net = exda.create_model("restormer_test")
     ckpt = save_checkpoint(tmp_path / "ckpt", "last", model=net, config={}, step=1, metrics={}, train_state=None)
     torch.save({"params": net.state_dict()}, work / "published.pth")
-    (work / "tiny.yaml").write_text(json.dumps({
-        "model": {"name": "exda_restormer_test"},
-        "data": {"degradations": ["noise25"], "patch_size": 16, "batch_size": 2, "num_workers": 0, "length": 4,
-                 "val_max_items": 0},
-        "train": {"iters": 1, "val_every": 0, "ckpt_every": 1, "device": "cpu"}}))
+    tiny_config["train"]["iters"] = 1
+    (work / "tiny.yaml").write_text(json.dumps(tiny_config))
     shipped = str(default_checkpoint("photo"))  # eval next to this file once wrote into the package
     commands = [
         ["models", "--filter", "restormer_test", "--size", "32"],

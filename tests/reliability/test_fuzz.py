@@ -12,17 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-import exda
 from exda.cli import main
 from exda.data.io import IMAGE_SUFFIXES, load_image, save_image
 from exda.data.layouts import build_dataset
-from exda.engine.checkpoint import save_checkpoint
 from exda.errors import UserError
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -128,19 +125,11 @@ def test_paired_layout_with_odd_names_and_sizes(names: list[str], sizes: st.Data
                 assert item["lq"].shape == item["gt"].shape
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = exda.create_model("restormer_test")
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), "last", model=model, config={}, step=1, metrics={},
-                           train_state=None)
-
-
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(st.tuples(NAMES, st.sampled_from([".png", ".jpg", ".npy"]), st.booleans(), st.binary(
     max_size=40)), min_size=1, max_size=4, unique_by=lambda f: f[0].casefold()))
 def test_restore_folder_of_odd_names_and_random_files(
-    checkpoint: Path, files: list[tuple[str, str, bool, bytes]], capsys: pytest.CaptureFixture[str]
+    tiny_checkpoint: Path, files: list[tuple[str, str, bool, bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         src, out = Path(folder) / "in put ü", Path(folder) / "out"
@@ -153,7 +142,7 @@ def test_restore_folder_of_odd_names_and_random_files(
                 good.add(name)
             else:
                 path.write_bytes(junk)
-        rc = main(["restore", str(src), "-o", str(out), "--checkpoint", str(checkpoint)])
+        rc = main(["restore", str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint)])
         captured = capsys.readouterr()
         assert "Traceback" not in captured.err
         restored = {p.name[: -len(p.suffix)] for p in out.iterdir()} if out.is_dir() else set()

@@ -16,11 +16,9 @@ import torch
 gradio = pytest.importorskip("gradio", reason="exda serve needs the serve extra (make installs it)")
 gradio_client = pytest.importorskip("gradio_client")
 
-import exda  # noqa: E402
 from exda.data.io import load_image, save_image, to_tensor  # noqa: E402
 from exda.data.samples import load_sample  # noqa: E402
 from exda.degradations import DegradationSampler  # noqa: E402
-from exda.engine.checkpoint import save_checkpoint  # noqa: E402
 from exda.errors import UserError  # noqa: E402
 from exda.inference.restorer import RESTORERS  # noqa: E402
 from exda.inference.serve import CHECKPOINT_REFUSED, Models, ServeOptions, Server  # noqa: E402
@@ -33,23 +31,18 @@ def photo(h: int, w: int) -> np.ndarray:
     return torch.nn.functional.interpolate(x, size=(h, w), mode="area")[0].permute(1, 2, 0).numpy()
 
 
-def tiny_checkpoint(folder: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    return save_checkpoint(folder, "last", model=exda.create_model("restormer_test"), config={}, step=seed,
-                           metrics={}, train_state=None)
-
-
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoints(make_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The allowed folder (three run folders, a text file, an empty folder, a symlink to a checkpoint
     outside); beside it, outside, a valid checkpoint."""
     root = tmp_path_factory.mktemp("checkpoints")
     allowed = root / "allowed"
     for name in ("run_a", "run_b", "run_c"):
-        tiny_checkpoint(allowed / name, seed=len(name) + ord(name[-1]))
+        seed = len(name) + ord(name[-1])
+        make_checkpoint(allowed / name, seed=seed, step=seed)
     (allowed / "notes.safetensors").write_text("not a checkpoint")
     (allowed / "empty").mkdir()
-    outside = tiny_checkpoint(root / "outside", seed=9)
+    outside = make_checkpoint(root / "outside", seed=9, step=9)
     (allowed / "link.safetensors").symlink_to(outside)
     return allowed
 
@@ -210,10 +203,10 @@ def test_checkpoint_box_loads_only_inside_its_folder_with_one_refusal_message(se
     assert len(RESTORERS) <= RESTORERS.size
 
 
-def test_without_a_checkpoint_folder_the_box_refuses_everything(tmp_path: Path) -> None:
+def test_without_a_checkpoint_folder_the_box_refuses_everything(tiny_checkpoint: Path, tmp_path: Path) -> None:
     models = Models(None, None, "fp32", torch.device("cpu"))
-    ckpt = tiny_checkpoint(tmp_path / "run", seed=1)
-    for text in (str(ckpt), str(tmp_path / "run"), "/etc/shadow"):
+    ckpt = tiny_checkpoint
+    for text in (str(ckpt), str(ckpt.parent), "/etc/shadow"):
         with pytest.raises(UserError) as caught:
             models.for_request(tmp_path / "a.png", text)
         assert str(caught.value) == CHECKPOINT_REFUSED

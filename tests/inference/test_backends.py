@@ -1,7 +1,7 @@
 """ONNX export and the onnxruntime / OpenVINO backends against eager fp32 PyTorch, on real photo crops.
 
 The export contract runs over every registered model (its tiny ``*_test`` variant; a family's variants share
-their traits, tests/test_models.py): one whose traits claim ONNX export runs under onnxruntime as in PyTorch,
+their traits, tests/models/test_models.py): one whose traits claim ONNX export runs under onnxruntime as in PyTorch,
 any other is refused in one line. Also the export-friendly formulations the exported graph relies on (grid
 pooling, nearest up-pooling, padding), checked against the PyTorch ops they replace.
 """

@@ -40,14 +40,6 @@ from exda.inference.loader import load_network
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = exda.create_model("restormer_test")
-    folder = tmp_path_factory.mktemp("ckpt")
-    return save_checkpoint(folder, "last", model=model, config={}, step=1, metrics={}, train_state=None)
-
-
 def _noise(h: int, w: int, c: int = 3) -> np.ndarray:
     return (RNG.random((h, w, c)) * 255).astype(np.uint8)
 
@@ -94,11 +86,11 @@ def _mixed_folder(folder: Path) -> tuple[list[str], list[str]]:
 
 
 def test_folder_restores_every_good_file_and_names_each_bad_one(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good, bad = _mixed_folder(tmp_path / "in")
     before = _digests(tmp_path / "in")
-    rc = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+    rc = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])
     out, err = capsys.readouterr()
     assert rc == 1
     summary = f"{len(good)} restored, {len(bad)} failed: {', '.join(bad)} (outputs in {tmp_path / 'out'})"
@@ -118,15 +110,15 @@ def test_folder_restores_every_good_file_and_names_each_bad_one(
     assert "holds 3 NaN/Inf values" in err
 
 
-def test_max_pixels_raises_the_limit_on_purpose(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_max_pixels_raises_the_limit_on_purpose(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = tmp_path / "wide.png"
     Image.fromarray(_noise(20, 30)).save(src)
-    rc = main(["restore", str(src), "--checkpoint", str(checkpoint), "--max-pixels", "500"])
+    rc = main(["restore", str(src), "--checkpoint", str(tiny_checkpoint), "--max-pixels", "500"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "600 pixels is more than the limit 500" in err[0]
     assert "--max-pixels 600" in err[0]
-    assert main(["restore", str(src), "--checkpoint", str(checkpoint), "--max-pixels", "6e2"]) == 0
-    assert main(["restore", str(src), "--checkpoint", str(checkpoint), "--max-pixels", "lots"]) == 2
+    assert main(["restore", str(src), "--checkpoint", str(tiny_checkpoint), "--max-pixels", "6e2"]) == 0
+    assert main(["restore", str(src), "--checkpoint", str(tiny_checkpoint), "--max-pixels", "lots"]) == 2
     _png_header_only(tmp_path / "bomb.png", 20000, 20000)
     with pytest.raises(UserError, match=r"400,000,000 pixels is more than the limit 178,956,970.*--max-pixels"):
         load_image(tmp_path / "bomb.png")
@@ -143,7 +135,7 @@ def test_gray_to_rgb_model_and_rgb_to_gray_model(tmp_path: Path, capsys) -> None
     assert load_image(tmp_path / "a.png").pixels.shape == (13, 11, 1)
 
 
-def test_outputs_are_checked_before_any_model_runs(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_outputs_are_checked_before_any_model_runs(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = tmp_path / "in.png"
     Image.fromarray(_noise(12, 10)).save(src)
     (tmp_path / "plain_file").write_text("x")
@@ -162,22 +154,22 @@ def test_outputs_are_checked_before_any_model_runs(checkpoint: Path, tmp_path: P
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_output_folder_is_one_line(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_read_only_output_folder_is_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = tmp_path / "in.png"
     Image.fromarray(_noise(12, 10)).save(src)
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    rc = main(["restore", str(src), "-o", str(locked / "out.png"), "--checkpoint", str(checkpoint)])
+    rc = main(["restore", str(src), "-o", str(locked / "out.png"), "--checkpoint", str(tiny_checkpoint)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "cannot write outputs to" in err[0] and "Permission denied" in err[0]
 
 
-def test_jpeg_and_webp_outputs_with_quality(checkpoint: Path, tmp_path: Path) -> None:
+def test_jpeg_and_webp_outputs_with_quality(tiny_checkpoint: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.png"
     Image.fromarray(_noise(16, 20, 4)).save(src)  # alpha: kept by WebP, dropped (with a note) by JPEG
     sizes = {}
     for name, quality in (("low.jpg", 10), ("high.jpg", 95), ("out.webp", 80)):
-        assert main(["restore", str(src), "-o", str(tmp_path / name), "--checkpoint", str(checkpoint),
+        assert main(["restore", str(src), "-o", str(tmp_path / name), "--checkpoint", str(tiny_checkpoint),
                      "--quality", str(quality)]) == 0
         loaded = load_image(tmp_path / name)
         assert loaded.pixels.shape == (16, 20, 3) and loaded.bit_depth == 8
@@ -197,12 +189,12 @@ def file_size_limit(limit: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
-def test_full_output_location_is_one_line_and_leaves_no_file(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_full_output_location_is_one_line_and_leaves_no_file(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = tmp_path / "in.png"
     Image.fromarray(_noise(96, 96)).save(src)  # about 28 KB as PNG
     (tmp_path / "out").mkdir()
     with file_size_limit(4096):
-        rc = main(["restore", str(src), "-o", str(tmp_path / "out" / "r.png"), "--checkpoint", str(checkpoint)])
+        rc = main(["restore", str(src), "-o", str(tmp_path / "out" / "r.png"), "--checkpoint", str(tiny_checkpoint)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and re.search(r"cannot write .*r\.png: File too large", err[0])
     assert list((tmp_path / "out").iterdir()) == []  # no partial output, no temp file
@@ -345,8 +337,8 @@ def test_untrusted_state_npy_and_yaml_run_no_code(reference_run: Path, tmp_path:
     assert not marker.exists()
 
 
-def test_checkpoint_of_another_size_or_architecture_names_the_mismatched_keys(checkpoint: Path) -> None:
-    weights = load_network(checkpoint)[0].state_dict()  # restormer_test, dim 16
+def test_checkpoint_of_another_size_or_architecture_names_the_mismatched_keys(tiny_checkpoint: Path) -> None:
+    weights = load_network(tiny_checkpoint)[0].state_dict()  # restormer_test, dim 16
     cases = {
         "restormer_test": ({"dim": 12}, r"90 of another shape \(decoders\.0\.0\.attn\.project_out\.weight "
                                          r"\(16, 16, 1, 1\) vs \(24, 24, 1, 1\), "),
@@ -354,5 +346,5 @@ def test_checkpoint_of_another_size_or_architecture_names_the_mismatched_keys(ch
     }
     for name, (kwargs, message) in cases.items():
         with pytest.raises(UserError, match=message) as caught:
-            load_state_into(exda.create_model(name, **kwargs), weights, checkpoint)
+            load_state_into(exda.create_model(name, **kwargs), weights, tiny_checkpoint)
         assert "\n" not in str(caught.value) and name in str(caught.value)

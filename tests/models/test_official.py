@@ -1,6 +1,6 @@
 """Published checkpoints: official names and shapes map exactly onto ours; every file format loads.
 
-The key lists in tests/data/official_keys/*.json were written once from the official code by
+The key lists in tests/assets/official_keys/*.json were written once from the official code by
 benchmarks/official_equivalence.py (``--keys-out``); the output equivalence itself is that benchmark's job.
 """
 
@@ -19,7 +19,7 @@ from exda.errors import UserError
 from exda.inference.loader import load_network
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 
-KEYS = Path(__file__).parent / "data" / "official_keys"
+KEYS = Path(__file__).resolve().parents[1] / "assets" / "official_keys"
 exda.list_models()  # imports every model family, which registers its official mappings
 
 

@@ -32,17 +32,6 @@ from exda.inference.tiling import restore
 from exda.metrics import psnr, ssim
 
 
-def _save(tmp_path: Path, name: str, **kwargs) -> Path:
-    torch.manual_seed(0)
-    model = exda.create_model(name, **kwargs)
-    return save_checkpoint(tmp_path / "run", "last", model=model, config={}, step=3, metrics={}, train_state=None)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _save(tmp_path_factory.mktemp("ckpt"), "restormer_test")
-
-
 def _photo_items() -> list[dict]:
     """Three real photo crops of odd sizes, noisy or darkened, under two task names."""
     g = torch.Generator().manual_seed(0)
@@ -59,8 +48,8 @@ def _photo_items() -> list[dict]:
     return items
 
 
-def test_evaluate_model_scores_each_task(checkpoint: Path, tmp_path: Path) -> None:
-    model, _ = load_network(checkpoint)
+def test_evaluate_model_scores_each_task(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    model, _ = load_network(tiny_checkpoint)
     model.train()
     items = _photo_items()
     result = evaluate_model(model, items, keep_images=2)
@@ -143,46 +132,46 @@ def test_run_folder_means_last_checkpoint(tmp_path: Path) -> None:
         resolve_checkpoint(tmp_path / "run")
 
 
-def test_restore_current_folder(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_current_folder(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "photos"
     save_image(folder / "a.png", np.random.default_rng(4).random((21, 19, 3)))
     monkeypatch.chdir(folder)
-    assert _restore([".", "--checkpoint", str(checkpoint)]) == 0
+    assert _restore([".", "--checkpoint", str(tiny_checkpoint)]) == 0
     assert [p.name for p in (tmp_path / "photos_restored").iterdir()] == ["a.png"]
 
 
-def test_restore_16bit_png_round_trip(checkpoint: Path, tmp_path: Path) -> None:
+def test_restore_16bit_png_round_trip(tiny_checkpoint: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     src = tmp_path / "photo16.png"
     save_image(src, rng.random((37, 31, 3)), bit_depth=16)
-    assert _restore([str(src), "--checkpoint", str(checkpoint), "--precision", "fp32"]) == 0
+    assert _restore([str(src), "--checkpoint", str(tiny_checkpoint), "--precision", "fp32"]) == 0
     out = load_image(tmp_path / "photo16_restored.png")
     assert out.bit_depth == 16 and out.pixels.shape == (37, 31, 3)
-    model, _ = load_network(checkpoint)
+    model, _ = load_network(tiny_checkpoint)
     with torch.inference_mode():
         expected = restore(model, to_tensor(load_image(src).pixels)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     assert np.abs(out.pixels - expected).max() < 1e-4
 
 
-def test_restore_rgba_keeps_alpha_and_tiles(checkpoint: Path, tmp_path: Path) -> None:
+def test_restore_rgba_keeps_alpha_and_tiles(tiny_checkpoint: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     rgba = (rng.random((45, 70, 4)) * 255).astype(np.uint8)
     src = tmp_path / "logo.png"
     Image.fromarray(rgba, mode="RGBA").save(src)
     dst = tmp_path / "out.png"
-    assert _restore([str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--tile", "32",
+    assert _restore([str(src), "-o", str(dst), "--checkpoint", str(tiny_checkpoint), "--tile", "32",
                      "--tile-overlap", "8"]) == 0
     with Image.open(dst) as im:
         assert im.mode == "RGBA" and im.size == (70, 45)
         np.testing.assert_array_equal(np.asarray(im)[:, :, 3], rgba[:, :, 3])
 
 
-def test_restore_folder_gray_and_tiff(checkpoint: Path, tmp_path: Path) -> None:
+def test_restore_folder_gray_and_tiff(tiny_checkpoint: Path, tmp_path: Path) -> None:
     folder = tmp_path / "scans"
     rng = np.random.default_rng(2)
     save_image(folder / "a.tif", rng.random((29, 37, 1)), bit_depth=16)
     save_image(folder / "b.png", rng.random((31, 23, 1)))
-    assert _restore([str(folder), "--checkpoint", str(checkpoint)]) == 0
+    assert _restore([str(folder), "--checkpoint", str(tiny_checkpoint)]) == 0
     out = tmp_path / "scans_restored"
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.png"]
     tif, png = load_image(out / "a.tif"), load_image(out / "b.png")
@@ -190,8 +179,8 @@ def test_restore_folder_gray_and_tiff(checkpoint: Path, tmp_path: Path) -> None:
     assert png.pixels.shape == (31, 23, 1) and png.bit_depth == 8
 
 
-def test_restore_rgb_into_gray_model_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    ckpt = _save(tmp_path, "restormer_test", in_channels=1)
+def test_restore_rgb_into_gray_model_says_so(make_checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = make_checkpoint(tmp_path / "run", in_channels=1)
     src = tmp_path / "rgb.png"
     save_image(src, np.random.default_rng(3).random((33, 27, 3)))
     assert _restore([str(src), "--checkpoint", str(ckpt)]) == 0
@@ -199,16 +188,16 @@ def test_restore_rgb_into_gray_model_says_so(tmp_path: Path, capsys: pytest.Capt
     assert load_image(tmp_path / "rgb_restored.png").pixels.shape == (33, 27, 1)
 
 
-def test_restore_refuses_to_overwrite_input(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_restore_refuses_to_overwrite_input(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = tmp_path / "x.png"
     save_image(src, np.zeros((20, 20, 3)))
     before = src.read_bytes()
-    assert _restore([str(src), "-o", str(src), "--checkpoint", str(checkpoint)]) == 2
+    assert _restore([str(src), "-o", str(src), "--checkpoint", str(tiny_checkpoint)]) == 2
     assert "overwrite" in capsys.readouterr().err
     assert src.read_bytes() == before
-    assert _restore([str(tmp_path), "-o", str(tmp_path), "--checkpoint", str(checkpoint)]) == 2
-    assert _restore([str(tmp_path / "missing.png"), "--checkpoint", str(checkpoint)]) == 2
-    assert _restore([str(src), "--checkpoint", str(checkpoint), "--tile", "32", "--tile-overlap", "20"]) == 2
+    assert _restore([str(tmp_path), "-o", str(tmp_path), "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert _restore([str(tmp_path / "missing.png"), "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert _restore([str(src), "--checkpoint", str(tiny_checkpoint), "--tile", "32", "--tile-overlap", "20"]) == 2
 
 
 def _write_pairs(lq_dir: Path, gt_dir: Path, channels: int, seed: int) -> None:
@@ -219,10 +208,10 @@ def _write_pairs(lq_dir: Path, gt_dir: Path, channels: int, seed: int) -> None:
         save_image(lq_dir / f"im{i}.png", np.clip(gt + rng.normal(0, 0.1, gt.shape), 0, 1))
 
 
-def test_eval_cli_paired_writes_results(checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_eval_cli_paired_writes_results(tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     root = tmp_path / "pairs"
     _write_pairs(root / "input", root / "target", channels=3, seed=4)
-    argv = ["eval", "--checkpoint", str(checkpoint.parent), "--data", str(root), "--y-channel",
+    argv = ["eval", "--checkpoint", str(tiny_checkpoint.parent), "--data", str(root), "--y-channel",
             "--crop-border", "2"]
     monkeypatch.chdir(tmp_path / "pairs")
     assert main(argv) == 0
@@ -238,8 +227,8 @@ def test_eval_cli_paired_writes_results(checkpoint: Path, tmp_path: Path, capsys
     assert row["input_psnr"] == pytest.approx(psnr(lq, gt, y_channel=True, crop_border=2).item(), abs=1e-6)
 
 
-def test_eval_cli_medical_uses_amir_protocol(tmp_path: Path) -> None:
-    ckpt = _save(tmp_path, "restormer_test", in_channels=1)
+def test_eval_cli_medical_uses_amir_protocol(make_checkpoint, tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "run", in_channels=1)
     root = tmp_path / "amir"
     _write_pairs(root / "CT" / "validation" / "LQ", root / "CT" / "validation" / "HQ", channels=1, seed=5)
     out = tmp_path / "eval"
@@ -250,12 +239,12 @@ def test_eval_cli_medical_uses_amir_protocol(tmp_path: Path) -> None:
     assert list(record["per_task"]) == ["ct"] and record["per_task"]["ct"]["count"] == 1
 
 
-def test_eval_cli_on_too_small_images_is_one_line(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_eval_cli_on_too_small_images_is_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     root = tmp_path / "small"
     rng = np.random.default_rng(6)
     for sub in ("input", "target"):
         save_image(root / sub / "speck.png", rng.random((3, 5, 3)))
-    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(root), "--out", str(tmp_path / "e")]) == 2
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(root), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
@@ -263,10 +252,10 @@ def test_eval_cli_on_too_small_images_is_one_line(checkpoint: Path, tmp_path: Pa
     )
 
 
-def test_eval_cli_user_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
-    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "nowhere")]) == 2
+def test_eval_cli_user_errors(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tmp_path / "nowhere")]) == 2
     assert main(["eval", "--checkpoint", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)]) == 2
-    assert main(["eval", "--checkpoint", str(checkpoint), "--layout", "paired"]) == 2
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--layout", "paired"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("exda eval: error:") for line in errors)
 
@@ -360,17 +349,17 @@ def test_restore_dicom_with_the_default_medical_model(tmp_path: Path, capsys) ->
     assert load_image(tmp_path / "ct_restored.png").pixels.shape == (128, 128, 1)
 
 
-def test_max_memory_tiles_automatically(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_max_memory_tiles_automatically(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = _photo_png(tmp_path / "big.png", 133, 150)
     dst = tmp_path / "tiled.png"
-    argv = [str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--max-memory", "1M", "--precision", "fp32"]
+    argv = [str(src), "-o", str(dst), "--checkpoint", str(tiny_checkpoint), "--max-memory", "1M", "--precision", "fp32"]
     assert _restore(argv) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("exda restore:")]
     assert len(notes) == 1 and re.fullmatch(
         r"exda restore: big.png \(150x133\) would need about [0-9.]+ MiB in one pass, more than "
         r"--max-memory 1.0 MiB; restoring in 128 px tiles", notes[0]
     )
-    model = optimize_for_inference(load_network(checkpoint)[0], precision="fp32")
+    model = optimize_for_inference(load_network(tiny_checkpoint)[0], precision="fp32")
     expected = restore(model, to_tensor(load_image(src).pixels)[None], tile=128, overlap=32)[0].clamp(0, 1)
     out = load_image(dst).pixels
     assert out.shape == (133, 150, 3)
@@ -379,31 +368,31 @@ def test_max_memory_tiles_automatically(checkpoint: Path, tmp_path: Path, capsys
     assert _restore([*argv, "--tile-overlap", "80", "--overwrite"]) == 0
 
 
-def test_max_memory_does_not_claim_tiles_for_images_smaller_than_a_tile(checkpoint: Path, tmp_path: Path,
+def test_max_memory_does_not_claim_tiles_for_images_smaller_than_a_tile(tiny_checkpoint: Path, tmp_path: Path,
                                                                          capsys) -> None:
     src = _photo_png(tmp_path / "small.png", 40, 52)
-    assert _restore([str(src), "--checkpoint", str(checkpoint), "--max-memory", "1M"]) == 0
+    assert _restore([str(src), "--checkpoint", str(tiny_checkpoint), "--max-memory", "1M"]) == 0
     assert "tiles" not in capsys.readouterr().err
     assert load_image(tmp_path / "small_restored.png").pixels.shape == (40, 52, 3)
 
 
 @pytest.mark.parametrize("size", ["abc", "0", "-1G", "inf"])
-def test_bad_max_memory_is_one_line(checkpoint: Path, tmp_path: Path, capsys, size: str) -> None:
+def test_bad_max_memory_is_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys, size: str) -> None:
     src = _photo_png(tmp_path / "crop.png", 40, 52)
-    assert _restore([str(src), "--checkpoint", str(checkpoint), f"--max-memory={size}"]) == 2
+    assert _restore([str(src), "--checkpoint", str(tiny_checkpoint), f"--max-memory={size}"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"exda restore: error: --max-memory must be a size like 2G, 512M or 3.5GiB, got '{size}'"
     ]
     assert not (tmp_path / "crop_restored.png").exists()
 
 
-def test_restore_with_the_onnxruntime_backend(checkpoint: Path, tmp_path: Path) -> None:
+def test_restore_with_the_onnxruntime_backend(tiny_checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     src = _photo_png(tmp_path / "crop.png", 37, 45)
     dst = tmp_path / "ort.png"
-    assert _restore([str(src), "-o", str(dst), "--checkpoint", str(checkpoint), "--backend", "onnxruntime"]) == 0
-    model, _ = load_network(checkpoint)
+    assert _restore([str(src), "-o", str(dst), "--checkpoint", str(tiny_checkpoint), "--backend", "onnxruntime"]) == 0
+    model, _ = load_network(tiny_checkpoint)
     with torch.inference_mode():
         expected = restore(model, to_tensor(load_image(src).pixels)[None]).clamp(0, 1)
     assert psnr(to_tensor(load_image(dst).pixels)[None], expected).item() >= 45.0

@@ -1,11 +1,10 @@
 """One inference API: every command that takes ``--checkpoint`` reads every checkpoint kind through the one
 loader (an official Restormer ``.pth`` in BasicSR's layout, a PromptIR Lightning ``.ckpt``); the loader's
 record, its EMA choice and single build; the restorer cache that ``exda restore``, ``exda serve`` and
-``exda.restore`` share; and the import layering that keeps models below inference below training."""
+``exda.restore`` share. (The import layering is tests/test_imports.py.)"""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import json
@@ -18,21 +17,21 @@ from PIL import Image
 
 import exda
 from exda.cli import build_parser, main
+from exda.commands import demo as demo_command
 from exda.engine import demo
-from exda.engine.checkpoint import save_checkpoint
 from exda.inference import checkpoint_format
 from exda.inference.loader import load_network
 from exda.inference.pretrained import default_checkpoint
 from exda.inference.restorer import Restorer, RestorerCache
 from exda.models.official import OFFICIAL_MAPPINGS
 
-KEYS = Path(__file__).parent / "data" / "official_keys"
-ROOT = Path(__file__).resolve().parents[1]
+KEYS = Path(__file__).resolve().parents[1] / "assets" / "official_keys"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def official_names(family: str) -> dict[str, tuple[str, int]]:
     """Our key -> (the official code's key, its number of dimensions), from the keys recorded from the
-    official code (tests/data/official_keys) and the family's registered mapping."""
+    official code (tests/assets/official_keys) and the family's registered mapping."""
     names = {}
     for official, shape in json.loads((KEYS / f"{family}.json").read_text())["keys"].items():
         (ours,) = OFFICIAL_MAPPINGS[family]({official: torch.empty(0)})
@@ -112,7 +111,7 @@ def test_every_command_reads_published_checkpoints(published, command: str, kind
         settings = json.loads((tmp_path / "eval" / "results.json").read_text())["settings"]
         assert settings["model"] == arch and settings["checkpoint"] == str(path) and settings["step"] == 0
     elif command == "demo":
-        monkeypatch.setattr(demo, "compare", functools.partial(demo.compare, degradations=("clean",)))
+        monkeypatch.setattr(demo_command, "compare", functools.partial(demo.compare, degradations=("clean",)))
         assert main(["demo", *given, "--crop", "32", "--out", str(tmp_path / "demo")]) == 0
         assert json.loads((tmp_path / "demo" / "results.json").read_text())["model"] == arch
     elif command == "export":
@@ -126,9 +125,8 @@ def test_every_command_reads_published_checkpoints(published, command: str, kind
         assert arch in (tmp_path / "analysis" / "spectra.json").read_text()
 
 
-def test_arch_must_match_an_exda_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:
-    ckpt = save_checkpoint(tmp_path / "run", "last", model=exda.create_model("restormer_test"), config={}, step=1,
-                           metrics={}, train_state=None)
+def test_arch_must_match_an_exda_checkpoint_in_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    ckpt = tiny_checkpoint
     src = _image(tmp_path)
     for command in (["restore", str(src)], ["export", str(tmp_path / "m.onnx")]):
         assert main([*command, "--checkpoint", str(ckpt), "--arch", "promptir_test"]) == 2
@@ -165,54 +163,23 @@ def test_a_legacy_checkpoint_is_built_once(monkeypatch: pytest.MonkeyPatch) -> N
     assert builds.count("cpu") == 1
 
 
-def test_the_cache_loads_each_checkpoint_once_and_keeps_the_most_recent(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    paths = [save_checkpoint(tmp_path / f"run{i}", "last", model=exda.create_model("restormer_test"), config={},
-                             step=i, metrics={}, train_state=None) for i in range(3)]
+def test_the_cache_loads_each_checkpoint_once_and_keeps_the_most_recent(make_checkpoint, tmp_path: Path) -> None:
+    paths = [make_checkpoint(tmp_path / f"run{i}", step=i) for i in range(3)]
     cache = RestorerCache(size=2)
     first = cache.get(paths[0], device="cpu")
     assert isinstance(first, Restorer) and cache.get(tmp_path / "run0", device="cpu") is first  # a run folder too
     assert cache.get(paths[0], precision="fp32", device="cpu") is not first  # another precision: another restorer
     cache.get(paths[1], device="cpu")
     assert len(cache) == 2 and cache.get(paths[0], device="cpu") is not first  # dropped, loaded again
-    save_checkpoint(tmp_path / "run2", "last", model=exda.create_model("restormer_test"), config={}, step=9,
-                    metrics={}, train_state=None)
+    make_checkpoint(tmp_path / "run2", step=9)
     assert cache.get(paths[2], device="cpu").info.step == 9  # a new version of the file is a new restorer
 
 
-def test_the_api_and_serve_share_the_restorer_cache(tmp_path: Path) -> None:
+def test_the_api_and_serve_share_the_restorer_cache(make_checkpoint, tmp_path: Path) -> None:
     from exda.inference.restorer import RESTORERS
     from exda.inference.serve import Models
 
-    ckpt = save_checkpoint(tmp_path / "run", "last", model=exda.create_model("restormer_test"), config={}, step=1,
-                           metrics={}, train_state=None)
+    ckpt = make_checkpoint(tmp_path / "run")
     exda.restore(torch.rand(1, 3, 9, 11), checkpoint=ckpt, device="cpu")
     api = RESTORERS.get(ckpt, device="cpu")
     assert Models(ckpt, None, "auto", torch.device("cpu")).for_request(tmp_path / "a.png", "").restorer is api
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at the top or inside a function."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
-LAYERS = ("exda.layers", "exda.models", "exda.inference", "exda.engine")  # each may import only those before it
-
-
-def test_packages_import_only_downwards() -> None:
-    wrong = []
-    for path in sorted((ROOT / "exda").rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        package = ".".join(module.split(".")[:2])
-        if package not in LAYERS:
-            continue
-        above = LAYERS[LAYERS.index(package) + 1:]
-        wrong += [f"{module} imports {name}" for name in sorted(_imports(path))
-                  if any(name == p or name.startswith(p + ".") for p in above)]
-    assert wrong == []

@@ -20,7 +20,7 @@ from exda.layers.deform_conv import modulated_deform_conv2d
 from exda.models.official import OFFICIAL_MAPPINGS, infer_arch
 from exda.models.profile import count_parameters, profile_model
 
-KEYS = Path(__file__).parent / "data" / "official_keys"
+KEYS = Path(__file__).resolve().parents[1] / "assets" / "official_keys"
 
 
 def direct_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups):

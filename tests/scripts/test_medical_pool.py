@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESERVED = re.compile(r"pydicom-data|desktop-base|wallpaper|background|pyiqa")
 
 

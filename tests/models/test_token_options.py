@@ -17,7 +17,7 @@ from exda.inference.loader import load_network
 from exda.layers import GlobalSpatialToken, LayerNorm2d, TokenOptions, TransposedAttention
 from exda.layers.global_token import token_kwargs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZES = (64, 512)
 
 

@@ -9,7 +9,7 @@ import pytest
 from exda.engine.config import Config, PatchStage, load_config, save_config
 from exda.errors import UserError
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+PRESETS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def test_defaults_without_file() -> None:
@@ -105,7 +105,7 @@ def test_progressive_stages_from_yaml(tmp_path: Path) -> None:
 
 
 def test_restormer_recipe_uses_the_published_stages() -> None:
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "restormer_recipe.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "restormer_recipe.yaml")
     stages = config.data.progressive
     assert [s.patch_size for s in stages] == [128, 160, 192, 256, 320, 384]
     assert [s.batch_size for s in stages] == [8, 5, 4, 2, 1, 1]

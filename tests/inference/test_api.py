@@ -13,7 +13,6 @@ from PIL import Image
 import exda
 from exda.cli import main
 from exda.data.io import load_image, save_image
-from exda.engine.checkpoint import save_checkpoint
 from exda.inference.loader import load_network
 from exda.inference.tiling import restore
 
@@ -21,11 +20,8 @@ RNG = np.random.default_rng(0)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = exda.create_model("exda_restormer_test")
-    return save_checkpoint(tmp_path_factory.mktemp("api"), "last", model=model, config={}, step=1, metrics={},
-                           train_state=None)
+def checkpoint(make_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("api"), "exda_restormer_test")
 
 
 def test_top_level_names() -> None:

@@ -13,7 +13,7 @@ from exda.engine.config import config_from_dict
 from exda.engine.trainer import train
 from exda.errors import UserError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_state.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_state.py"
 spec = importlib.util.spec_from_file_location("run_state", SCRIPT)
 run_state = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_state)

@@ -7,22 +7,11 @@ import inspect
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
-import exda
 from exda.cli import main
-from exda.engine.checkpoint import save_checkpoint
 from exda.engine.demo import conditions
 from exda.models.profile import model_rows
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ux"), "last", model=exda.create_model("restormer_test"),
-                           config={}, step=1, metrics={}, train_state=None)
 
 
 def _photo(path: Path, seed: int = 0) -> Path:
@@ -30,20 +19,20 @@ def _photo(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def test_existing_output_is_replaced_only_with_overwrite(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_existing_output_is_replaced_only_with_overwrite(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     src = _photo(tmp_path / "g1.png")
-    assert main(["restore", str(src), "--checkpoint", str(checkpoint)]) == 0
+    assert main(["restore", str(src), "--checkpoint", str(tiny_checkpoint)]) == 0
     out = tmp_path / "g1_restored.png"
     out.write_bytes(b"keep me")
-    assert main(["restore", str(src), "--checkpoint", str(checkpoint)]) == 2
+    assert main(["restore", str(src), "--checkpoint", str(tiny_checkpoint)]) == 2
     assert capsys.readouterr().err.splitlines() == [f"exda restore: error: {out} exists; pass --overwrite to "
                                                     "replace it"]
     assert out.read_bytes() == b"keep me"
-    assert main(["restore", str(src), "--checkpoint", str(checkpoint), "--overwrite"]) == 0
+    assert main(["restore", str(src), "--checkpoint", str(tiny_checkpoint), "--overwrite"]) == 0
     assert Image.open(out).size == (13, 11)
 
 
-def test_folder_refuses_before_restoring_anything(checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_folder_refuses_before_restoring_anything(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(3):
@@ -52,12 +41,12 @@ def test_folder_refuses_before_restoring_anything(checkpoint: Path, tmp_path: Pa
     out.mkdir()
     for i in (0, 2):
         (out / f"p{i}.png").write_bytes(b"old")
-    assert main(["restore", str(folder), "--checkpoint", str(checkpoint)]) == 2
+    assert main(["restore", str(folder), "--checkpoint", str(tiny_checkpoint)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [f"exda restore: error: 2 outputs exist already (p0.png, p2.png in {out}); pass --overwrite to "
                    "replace them"]
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p2.png"]  # nothing was restored
-    assert main(["restore", str(folder), "--checkpoint", str(checkpoint), "--overwrite"]) == 0
+    assert main(["restore", str(folder), "--checkpoint", str(tiny_checkpoint), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]
 
 

@@ -15,7 +15,7 @@ from exda.engine.checkpoint import load_training_state
 from exda.engine.config import config_from_dict
 from exda.engine.trainer import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_script_continues_a_packed_run_with_a_larger_batch(tmp_path: Path) -> None:

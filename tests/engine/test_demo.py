@@ -17,10 +17,10 @@ import exda
 from exda import baselines
 from exda.baselines import CANDIDATES, score
 from exda.cli import main
+from exda.commands import demo as demo_command
 from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample
 from exda.engine import demo
-from exda.engine.checkpoint import save_checkpoint
 from exda.engine.demo import Row, compare, degrade, save_grid, to_markdown
 from exda.inference import pretrained
 from exda.inference.fast import optimize_for_inference
@@ -96,11 +96,10 @@ def test_markdown_and_grid(compared, tmp_path: Path) -> None:
         assert im.format == "PNG" and im.height > im.width / 2
 
 
-def test_demo_cli_writes_strict_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "run", "last", model=exda.create_model("restormer_test"), config={}, step=1,
-                           metrics={}, train_state=None)
-    monkeypatch.setattr(demo, "compare", functools.partial(demo.compare, degradations=("clean", "noise25")))
+def test_demo_cli_writes_strict_json(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys) -> None:
+    ckpt = tiny_checkpoint
+    monkeypatch.setattr(demo_command, "compare", functools.partial(demo.compare, degradations=("clean", "noise25")))
     _without_bm3d(monkeypatch)
     out = tmp_path / "demo"
     assert main(["demo", "--checkpoint", str(ckpt), "--crop", "40", "--out", str(out)]) == 0
