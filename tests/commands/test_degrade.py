@@ -11,15 +11,15 @@ import pytest
 import torch
 from skimage import data
 
+from exda.commands import degrade as degrade_command
 from exda.data.io import load_image, save_image, to_tensor
-from exda.degradations import cli as degrade_cli
 from exda.degradations import get_degradation, list_degradations
 from exda.errors import UserError
 
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    degrade_cli.add_arguments(parser)
+    degrade_command.add_arguments(parser)
     return parser.parse_args(list(argv))
 
 
@@ -36,7 +36,7 @@ def clean_dir(tmp_path: Path) -> Path:
 def test_writes_pairs_and_manifest_reproducibly(clean_dir: Path, tmp_path: Path) -> None:
     out_a, out_b = tmp_path / "a", tmp_path / "b"
     for out in (out_a, out_b):
-        assert degrade_cli.run(parse(str(clean_dir), str(out), "-d", "low_haze_rain", "--seed", "3")) == 0
+        assert degrade_command.run(parse(str(clean_dir), str(out), "-d", "low_haze_rain", "--seed", "3")) == 0
     manifest = json.loads((out_a / "manifest.json").read_text())
     assert manifest["degradation"] == "low_haze_rain" and manifest["seed"] == 3 and manifest["strength"] == 1.0
     assert [e["source"] for e in manifest["images"]] == ["a_camera.tif", "b_astronaut.png"]
@@ -56,13 +56,13 @@ def test_writes_pairs_and_manifest_reproducibly(clean_dir: Path, tmp_path: Path)
 
 def test_seed_changes_the_benchmark(clean_dir: Path, tmp_path: Path) -> None:
     for seed in ("0", "1"):
-        degrade_cli.run(parse(str(clean_dir), str(tmp_path / seed), "-d", "noise25", "--seed", seed))
+        degrade_command.run(parse(str(clean_dir), str(tmp_path / seed), "-d", "noise25", "--seed", seed))
     first, second = ((tmp_path / s / "input" / "b_astronaut.png").read_bytes() for s in ("0", "1"))
     assert first != second
 
 
 def test_list_prints_every_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert degrade_cli.run(parse("--list")) == 0
+    assert degrade_command.run(parse("--list")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(list_degradations())
     assert any(line.split()[0] == "clean" and "identity" in line for line in lines)
@@ -82,12 +82,12 @@ def test_user_errors(clean_dir: Path, tmp_path: Path) -> None:
     ]
     for args, message in cases:
         if message is None:
-            assert degrade_cli.run(args) == 0
+            assert degrade_command.run(args) == 0
             continue
         with pytest.raises(UserError, match=message):
-            degrade_cli.run(args)
+            degrade_command.run(args)
     with pytest.raises(UserError, match="refusing to overwrite"):
-        degrade_cli.run(parse(str(tmp_path / "target"), str(tmp_path), "-d", "rain"))
+        degrade_command.run(parse(str(tmp_path / "target"), str(tmp_path), "-d", "rain"))
     assert sorted(p.name for p in clean_dir.iterdir()) == ["a_camera.tif", "b_astronaut.png", "notes.txt"]
 
 

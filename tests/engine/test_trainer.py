@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from exda.commands import train as train_cli
+from exda.commands import train as train_command
 from exda.data.io import save_image
 from exda.engine.checkpoint import load_training_state
 from exda.engine.config import Config, DataConfig, PatchStage, config_from_dict, load_config
@@ -200,16 +200,16 @@ def test_cli_trains_and_resumes(tmp_path: Path) -> None:
         "  batch_size: 2\n  num_workers: 0\n  length: 4\ntrain:\n  iters: 1\n  val_every: 0\n  device: cpu\n"
     )
     parser = argparse.ArgumentParser()
-    train_cli.add_arguments(parser)
+    train_command.add_arguments(parser)
     out = tmp_path / "run"
-    assert train_cli.run(parser.parse_args(["--config", str(preset), "--out", str(out)])) == 0
-    assert train_cli.run(parser.parse_args(
+    assert train_command.run(parser.parse_args(["--config", str(preset), "--out", str(out)])) == 0
+    assert train_command.run(parser.parse_args(
         ["--config", str(preset), "--out", str(out), "--resume", "--set", "train.iters=2"])) == 0
     assert load_training_state(out)["step"] == 2
     with pytest.raises(UserError, match="config 'no_such_preset' not found"):
-        train_cli.run(parser.parse_args(["--config", "no_such_preset"]))
+        train_command.run(parser.parse_args(["--config", "no_such_preset"]))
     with pytest.raises(UserError, match="--resume needs --out"):
-        train_cli.run(parser.parse_args(["--config", str(preset), "--resume"]))
+        train_command.run(parser.parse_args(["--config", str(preset), "--resume"]))
 
 
 # Three stages of two steps on six items; the last stage runs on past their sum (6) to train.iters.

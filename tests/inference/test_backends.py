@@ -179,13 +179,13 @@ def test_export_cli_refuses_a_model_that_does_not_export_and_a_file_that_fails_i
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from exda.cli import main
-    from exda.commands import export as export_cli
+    from exda.commands import export as export_command
     from exda.engine.checkpoint import save_checkpoint
 
     for name in ("adair_test", "restormer_test"):
         save_checkpoint(tmp_path / name, "last", model=_model(name), config={}, step=1, metrics={}, train_state=None)
     assert main(["export", "--checkpoint", str(tmp_path / "adair_test"), str(tmp_path / "adair.onnx")]) == 2
-    monkeypatch.setattr(export_cli, "MIN_AGREEMENT_DB", float("inf"))  # every file now fails its own check
+    monkeypatch.setattr(export_command, "MIN_AGREEMENT_DB", float("inf"))  # every file now fails its own check
     assert main(["export", "--checkpoint", str(tmp_path / "restormer_test"), str(tmp_path / "bad.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == ("exda export: error: adair_test does not export to ONNX: "
