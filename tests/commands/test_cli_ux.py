@@ -1,5 +1,5 @@
-"""What a new user hit (issue 21): outputs replaced silently, messages on a progress bar's line, a silent
-`exda models`, a demo table without its conditions."""
+"""What a new user meets: outputs never replaced silently, messages never on a progress bar's line, an
+`exda models` that prints as it measures, a demo table that states its conditions."""
 
 from __future__ import annotations
 

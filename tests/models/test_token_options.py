@@ -1,4 +1,4 @@
-"""The global spatial token's options (issue 9): each acts at 64 and 512 px, cells line up, checkpoints
+"""The global spatial token's options: each acts at 64 and 512 px, cells line up, checkpoints
 record the options they were trained with (the shipped ones the first reading)."""
 
 import importlib.util
