@@ -58,6 +58,7 @@ def test_radial_spectrum_finds_the_frequency() -> None:
     assert radial_spectrum(high + 0 * y).sum() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_analyses_write_json_and_plots(probe, models, tmp_path: Path) -> None:
     sep = run_separability(models, probe, tmp_path)
     assert set(sep["models"]) == {"exda", "plain"}

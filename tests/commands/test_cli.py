@@ -37,6 +37,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_models_table_lists_every_model(capsys):
     assert main(["models", "--filter", "_test", "--size", "32"]) == 0
     out = capsys.readouterr().out

@@ -50,6 +50,7 @@ def _checkout() -> Path:
     return root if (root / "pyproject.toml").is_file() else PACKAGE
 
 
+@pytest.mark.slow
 def test_no_command_writes_into_the_package_or_the_repository(tiny_config, tmp_path: Path, monkeypatch) -> None:
     work = tmp_path / "work"
     work.mkdir()

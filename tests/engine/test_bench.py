@@ -31,6 +31,7 @@ def report(tmp_path_factory):
     return json.loads(out.read_text()), printed.getvalue()
 
 
+@pytest.mark.slow
 def test_every_row_is_there(report):
     result, _ = report
     paths = {"restormer_test": ["eager", "fast"], "exda_restormer_test": ["eager", "fast"]}
@@ -47,6 +48,7 @@ def test_every_row_is_there(report):
     assert result["options"]["repeats"] == 1 and result["reference_model"] == "exda_restormer_test"
 
 
+@pytest.mark.slow
 def test_latencies_memory_and_ratios(report):
     result, _ = report
     rows = {(r["model"], r["path"]): r for r in result["inference"]}
@@ -67,6 +69,7 @@ def test_latencies_memory_and_ratios(report):
     assert fast["steps_per_hour"] == pytest.approx(3600 / fast["step_s"])
 
 
+@pytest.mark.slow
 def test_fast_path_agrees_with_fp32_eager(report):
     result, _ = report
     for row in result["inference"]:
@@ -74,6 +77,7 @@ def test_fast_path_agrees_with_fp32_eager(report):
             assert row["max_abs_diff"] == 0 or row["agreement_psnr_db"] >= MIN_PSNR, row
 
 
+@pytest.mark.slow
 def test_tables_are_printed(report):
     _, printed = report
     assert "| model | path | precision | size | latency s |" in printed

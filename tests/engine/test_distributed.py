@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -51,6 +52,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
     ddp_out, single_out = tmp_path / "ddp_weights", tmp_path / "single_weights"
     ddp_out.mkdir()

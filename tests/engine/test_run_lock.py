@@ -31,6 +31,7 @@ def _config(path: Path, iters: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_second_train_on_the_same_out_refuses_and_a_killed_run_frees_it(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     config = _config(tmp_path / "long.yaml", iters=100_000)

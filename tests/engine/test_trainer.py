@@ -92,6 +92,7 @@ def test_checkpoint_loads_for_inference(short_run: Path) -> None:
     assert not torch.equal(next(raw.parameters()), next(model.parameters()))
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     # fp32 and six items of batch two: four steps cross an epoch boundary; the break falls mid-epoch.
     sections = {"train": {"precision": "fp32", "val_every": 0, "ckpt_every": 0}}
@@ -246,6 +247,7 @@ def test_progressive_stages_change_patch_and_batch(tmp_path: Path) -> None:
     assert switches == ["step 2: patch 23, batch 3", "step 4: patch 31, batch 1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [3, 4])  # inside the second stage, and on the boundary to the third
 def test_resume_across_stages_equals_uninterrupted_run(tmp_path: Path, stop: int) -> None:
     data, optim = {"progressive": STAGES}, {"schedule_iters": 7}  # one schedule for the whole run
@@ -271,6 +273,7 @@ def test_stage_batch_larger_than_the_data_is_a_user_error(tmp_path: Path) -> Non
         train(tiny_config(data={"progressive": stages}), tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_channels_last_is_a_memory_layout_not_other_maths(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(0))
     outputs = {}
@@ -343,6 +346,7 @@ def learning_rates(run: Path) -> list[float]:
     return [float(m[1]) for m in re.finditer(r" lr ([\d.e+-]+) epoch", (run / "train.log").read_text())]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["cosine", "wsd"])
 def test_resume_with_more_iters_stretches_the_schedule(tmp_path: Path, schedule: str) -> None:
     optim = {"schedule_iters": None, "warmup_iters": 1, "schedule": schedule, "decay_fraction": 0.5}
@@ -362,6 +366,7 @@ def test_resume_past_a_fixed_schedule_is_refused_in_one_line(tmp_path: Path) -> 
         train(tiny_config(train={**quick, "iters": 6}), tmp_path / "run", resume=True)
 
 
+@pytest.mark.slow
 def test_time_limit_stops_with_a_complete_checkpoint(tmp_path: Path) -> None:
     config = tiny_config(train={"iters": 1000, "time_limit_minutes": 1e-6, "val_every": 500, "ckpt_every": 0})
     train(config, tmp_path / "run")
@@ -374,6 +379,7 @@ def test_time_limit_stops_with_a_complete_checkpoint(tmp_path: Path) -> None:
     assert state["train_state"]["train_seconds"] == pytest.approx(record["train_hours"] * 3600, rel=0.5)
 
 
+@pytest.mark.slow
 def test_inexact_resume_continues_with_another_batch(tmp_path: Path) -> None:
     quick = {"val_every": 0, "ckpt_every": 0, "iters": 4}
     train(tiny_config(train={**quick, "iters": 2}, optim={"schedule_iters": 4}), tmp_path / "run")

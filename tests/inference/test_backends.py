@@ -42,6 +42,7 @@ def _model(name: str) -> torch.nn.Module:
     return exda.create_model(name).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEST_MODELS)
 def test_export_contract(name):
     """onnxruntime runs an exportable model as PyTorch fp32 does, to float round-off, for any B x H x W (the
@@ -63,6 +64,7 @@ def test_export_contract(name):
     assert psnr(restore(x), expected).min() >= MIN_AGREEMENT_DB
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("bf16", [False, True], ids=["f32", "bf16"])
 def test_openvino_matches_eager_fp32(name, bf16):  # onnxruntime: test_export_contract
@@ -78,6 +80,7 @@ def test_openvino_matches_eager_fp32(name, bf16):  # onnxruntime: test_export_co
         assert psnr(out, expected).min() >= MIN_PSNR
 
 
+@pytest.mark.slow
 def test_token_options_export_with_dynamic_sizes():
     """The options other than the defaults (test_export_contract) and the first reading (the export CLI test)."""
     pytest.importorskip("onnx")
@@ -147,6 +150,7 @@ def test_padding_equals_f_pad(minimum):
         assert torch.equal(pad_to_multiple(x, 8, minimum), F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
 
 
+@pytest.mark.slow
 def test_export_cli_writes_a_dynamic_onnx_that_onnxruntime_runs(tmp_path, capsys):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -181,6 +181,7 @@ def test_odd_names_and_nan_values_restore(client, tmp_path: Path) -> None:
     assert "2 NaN/Inf values replaced" in info and load_image(download).pixels.shape == (12, 10, 3)
 
 
+@pytest.mark.slow
 def test_checkpoint_box_loads_only_inside_its_folder_with_one_refusal_message(server, client, checkpoints: Path,
                                                                               tmp_path: Path) -> None:
     src = tmp_path / "good.png"

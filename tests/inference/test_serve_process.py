@@ -79,6 +79,7 @@ def _wait_for_page(url: str, proc: subprocess.Popen, timeout: float) -> None:
     pytest.fail("exda serve did not answer in time")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_work_and_removes_every_file(tmp_path: Path) -> None:
     temp, cwd = tmp_path / "temp", tmp_path / "cwd"
     temp.mkdir()

@@ -49,6 +49,7 @@ def test_exact_reference_parameter_counts():
         assert count_parameters(exda.create_model("promptir")) == 35_592_263
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["restormer", "promptir"])
 def test_exda_overhead_within_bounds(family):
     kwargs = {"prompts": PROMPTS["base"]} if family == "promptir" else {}

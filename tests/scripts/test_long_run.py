@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from exda.data.io import save_image
 from exda.engine.checkpoint import load_training_state
@@ -18,6 +19,7 @@ from exda.engine.trainer import train
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_gpu_script_continues_a_packed_run_with_a_larger_batch(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for split, count in (("train", 3), ("heldout", 1)):
@@ -49,6 +51,7 @@ def test_gpu_script_continues_a_packed_run_with_a_larger_batch(tmp_path: Path) -
     assert (tmp_path / "gpu" / "state" / "state.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for split in ("train", "heldout"):
