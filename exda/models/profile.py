@@ -1,5 +1,6 @@
-"""Parameter and FLOP counts. FLOPs come from ``torch.utils.flop_counter`` (2 x multiply-adds),
-run on the meta device so no arithmetic is done and even the full-size models count in seconds."""
+"""Parameter and FLOP counts, and the rows ``exda models`` prints. FLOPs come from
+``torch.utils.flop_counter`` (2 x multiply-adds), run on the meta device so no arithmetic is done and even
+the full-size models count in seconds."""
 
 from __future__ import annotations
 
