@@ -24,9 +24,9 @@ test: $(STAMP)
 test-browser: $(STAMP)
 	command -v chromedriver >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver)
 	$(BIN)/python -m pip install -q -e .[browser]
-	EXDA_TEST_BROWSER=1 $(BIN)/python -m pytest tests/test_serve_browser.py
+	EXDA_TEST_BROWSER=1 $(BIN)/python -m pytest tests/inference/test_serve_browser.py
 
-# The pictures and results files the docs show (tests/test_docs.py checks the figures quoted from them).
+# The pictures and results files the docs show (tests/docs/test_docs.py checks the figures quoted from them).
 docs-figures: $(STAMP)
 	$(BIN)/exda degrade --grid docs/degradations.png
 	$(BIN)/exda models --json benchmarks/results/models.json

@@ -25,8 +25,8 @@ does not), e.g.::
         --official restormer=/tmp/official/restormer promptir=/tmp/official/promptir \\
         --json benchmarks/results/official_equivalence.json
 
-``--keys-out tests/data/official_keys`` also writes each official ``state_dict()``'s key list and shapes
-(``{source, commit, keys: {key: shape}}``), the data tests/test_official.py checks the mappings against.
+``--keys-out tests/assets/official_keys`` also writes each official ``state_dict()``'s key list and shapes
+(``{source, commit, keys: {key: shape}}``), the data tests/models/test_official.py checks the mappings against.
 
 Adding a model: append an :class:`Official` row to ``OFFICIAL`` - the file in the official repository
 that defines the network, the class name, the constructor arguments its training script uses, our
@@ -77,7 +77,7 @@ class Official:
 def _airnet_imports(root: Path) -> None:
     """AirNet's net/model.py imports its package ``net`` and mmcv's compiled ``modulated_deform_conv2d``;
     the latter is replaced by exda's pure-PyTorch one (checked against a direct computation in
-    tests/test_peers_airnet_amir.py), so both networks run the same deformable convolution."""
+    tests/models/test_peers_airnet_amir.py), so both networks run the same deformable convolution."""
     from exda.layers.deform_conv import modulated_deform_conv2d
 
     mmcv, ops = types.ModuleType("mmcv"), types.ModuleType("mmcv.ops")

@@ -19,7 +19,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -114,7 +114,7 @@ def main() -> int:
     command = "python benchmarks/peers.py " + " ".join(sys.argv[1:])
     record = {
         "command": command.strip(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "torch": torch.__version__, "python": platform.python_version()},
         "protocol": f"batch 1, {args.size}x{args.size}, fp32 eager, inference_mode, random weights, median of "

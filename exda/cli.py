@@ -1,4 +1,4 @@
-"""The `exda` command line: one entry point, one sub-command per module that owns the feature.
+"""The `exda` command line: one entry point; sub-command NAME lives in ``exda/commands/NAME.py``.
 
 Each sub-command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
 """
@@ -12,20 +12,19 @@ import sys
 from exda import __version__
 from exda.errors import UserError
 
-# name -> (module, one-line help). Explicit on purpose: no folder scanning.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("exda.models.cli", "list registered models with parameters and GFLOPs"),
-    "degrade": ("exda.degradations.cli", "synthesise a reproducible degraded benchmark from clean images"),
-    "train": ("exda.engine.train_cli", "train a model from a YAML preset"),
-    "eval": ("exda.engine.eval_cli", "evaluate a checkpoint on a dataset (PSNR/SSIM tables)"),
-    "restore": ("exda.inference.restore_cli", "restore an image or a folder (default model or a checkpoint)"),
-    "demo": ("exda.engine.demo", "default model vs degraded input vs classical methods on held-out photos"),
-    "convert": ("exda.engine.convert_cli", "a published .pth / .ckpt checkpoint as an exda one"),
-    "export": ("exda.inference.export_cli",
-               "write a checkpoint or the default model as ONNX (dynamic height and width)"),
-    "bench": ("exda.engine.bench", "measure this machine: matmul peak, inference paths and backends, training steps"),
-    "serve": ("exda.inference.serve", "a local web page: restore uploads, degrade with a seed and restore (Gradio)"),
-    "analyze": ("exda.analysis.cli", "analyses of checkpoints: embeddings, spectra, separability (JSON + plot)"),
+# name -> one-line help; the module is exda.commands.<name>. Explicit on purpose: no folder scanning.
+SUBCOMMANDS: dict[str, str] = {
+    "models": "list registered models with parameters and GFLOPs",
+    "degrade": "synthesise a reproducible degraded benchmark from clean images",
+    "train": "train a model from a YAML preset",
+    "eval": "evaluate a checkpoint on a dataset (PSNR/SSIM tables)",
+    "restore": "restore an image or a folder (default model or a checkpoint)",
+    "demo": "default model vs degraded input vs classical methods on held-out photos",
+    "convert": "a published .pth / .ckpt checkpoint as an exda one",
+    "export": "write a checkpoint or the default model as ONNX (dynamic height and width)",
+    "bench": "measure this machine: matmul peak, inference paths and backends, training steps",
+    "serve": "a local web page: restore uploads, degrade with a seed and restore (Gradio)",
+    "analyze": "analyses of checkpoints: embeddings, spectra, separability (JSON + plot)",
 }
 
 
@@ -33,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exda", description="All-in-one blind image restoration (ExDA).")
     parser.add_argument("--version", action="version", version=f"exda {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, help_text in SUBCOMMANDS.items():
+        module = importlib.import_module(f"exda.commands.{name}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

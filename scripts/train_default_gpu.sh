@@ -13,7 +13,7 @@
 # another pool path mean a new data order; the step counter goes on, each GPU step seeing BATCH patches).
 # Afterwards copy OUT_DIR/state over training/default_photo and commit it; the CPU run then continues from
 # it the same way, once: `scripts/long_run.sh resume --set train.resume_exact=false`. DEVICE=cpu tries it
-# here (tests/test_long_run.py does, for a few steps); EXTRA_SETS adds --set overrides.
+# here (tests/scripts/test_long_run.py does, for a few steps); EXTRA_SETS adds --set overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -35,9 +35,9 @@ def test_eval_keeps_the_first_image_of_every_task() -> None:
 
 def test_degrade_grid_shows_every_degradation(tmp_path: Path, capsys) -> None:
     from exda.cli import main
+    from exda.commands.degrade import MEDICAL_GRID
     from exda.data.io import save_image
     from exda.degradations import list_degradations
-    from exda.degradations.cli import MEDICAL_GRID
 
     photo = tmp_path / "photo.png"
     save_image(photo, np.random.default_rng(0).random((40, 56, 3), dtype=np.float32))

@@ -15,7 +15,7 @@ from exda.errors import UserError
 from exda.inference.tiling import restore
 from exda.metrics_lpips import LPIPS, lpips, weights_path
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "assets"
 REPO = Path(__file__).resolve().parents[1]
 
 

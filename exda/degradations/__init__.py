@@ -7,9 +7,10 @@ Family modules register their degradations on import; the list below is explicit
 """
 
 from exda.degradations import blur, ct, identity, jpeg, low_light, mri, noise, pet, scattering, weather  # noqa: F401
-from exda.degradations.base import Degradation, DegradationSampler, Params, Stage
+from exda.degradations.base import Degradation, Params, Stage
 from exda.degradations.mixtures import Compose, RandomMix
 from exda.degradations.registry import get_degradation, list_degradations
+from exda.degradations.sampler import DegradationSampler
 
 __all__ = [
     "Compose",

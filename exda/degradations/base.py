@@ -87,25 +87,3 @@ def check_strength(strength: float) -> float:
     if not value >= 0.0 or value == float("inf"):
         raise UserError(f"strength must be a finite number >= 0, got {strength}")
     return value
-
-
-class DegradationSampler:
-    """Draws parameters with its own seeded CPU generator, then applies the degradation.
-
-    ``y, params = sampler(x)``; ``params`` replays exactly with ``sampler.degradation.apply(x, **params)``.
-    """
-
-    def __init__(self, name_or_degradation: str | Degradation, seed: int = 0, strength: float = 1.0) -> None:
-        from exda.degradations.registry import get_degradation
-
-        if isinstance(name_or_degradation, Degradation):
-            self.degradation = name_or_degradation
-        else:
-            self.degradation = get_degradation(name_or_degradation)
-        self.seed = int(seed)
-        self.strength = check_strength(strength)
-        self.generator = torch.Generator().manual_seed(self.seed)
-
-    def __call__(self, x: Tensor) -> tuple[Tensor, Params]:
-        params = self.degradation.sample_params(x, self.generator, self.strength)
-        return self.degradation.apply(x, **params), params

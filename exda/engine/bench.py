@@ -1,4 +1,4 @@
-"""``exda bench``: one machine's speed, measured in one run.
+"""What ``exda bench`` (:mod:`exda.commands.bench`) measures: one machine's speed, in one run.
 
     exda bench                                   # full size: 256 and 512 px, every path and backend, training
     exda bench --models exda_restormer_small --sizes 128 --skip-train
@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 from exda.atomic import atomic_write
-from exda.errors import UserError
 
 Row = dict[str, Any]
 
@@ -69,7 +68,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -300,7 +299,7 @@ def reference_model(models: list[str]) -> str:
 
 def add_derived(inference: list[Row], training: list[Row], reference: str, peaks: dict[str, float]) -> None:
     """Fill in GFLOP/s, share of the matmul peak and the ratio columns (in place)."""
-    from exda.models.cli import backbone_of
+    from exda.models.profile import backbone_of
 
     done = {(r["model"], r["path"], r["size"]): r for r in inference if "latency_s" in r}
     for row in done.values():
@@ -401,44 +400,6 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", default=["restormer", "exda_restormer"],
-                        help="inference models (default: restormer exda_restormer)")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512], help="square input sizes (default 256 512)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per row; the median is reported")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them (default 2)")
-    parser.add_argument("--compile", action="store_true", help="add the fast path with torch.compile (slow to build)")
-    parser.add_argument("--skip-backends", action="store_true", help="no onnxruntime / OpenVINO rows")
-    parser.add_argument("--skip-train", action="store_true", help="no training-step rows")
-    parser.add_argument("--train-models", nargs="+", default=["exda_restormer_small", "exda_restormer_tiny"],
-                        help="training-step models (default: exda_restormer_small exda_restormer_tiny)")
-    parser.add_argument("--train-batch", type=int, default=8, help="training batch size (default 8)")
-    parser.add_argument("--train-patch", type=int, default=128, help="training patch size (default 128)")
-    parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n peak matmul (default 2048)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's choice)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON output (default speed_<device>.json in the current folder)")
-
-
-def _check(args: argparse.Namespace) -> None:
-    from exda.models.registry import list_models
-
-    known = set(list_models())
-    for name in [*args.models, *([] if args.skip_train else args.train_models)]:
-        if name not in known:
-            raise UserError(f"unknown model {name!r}; known: {', '.join(sorted(known))}")
-    positive = {"--sizes": min(args.sizes), "--repeats": args.repeats, "--train-batch": args.train_batch,
-                "--train-patch": args.train_patch, "--matmul-size": args.matmul_size, "--threads": args.threads or 1}
-    for flag, value in positive.items():
-        if value < 1:
-            raise UserError(f"{flag} must be at least 1, got {value}")
-    if args.warmup < 0:
-        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device here")
-
-
 def _command_line() -> str:
     """How this process was started, for the JSON."""
     program = Path(sys.argv[0])
@@ -449,8 +410,9 @@ def _command_line() -> str:
     return " ".join([name, *map(shlex.quote, sys.argv[1:])])
 
 
-def run(args: argparse.Namespace) -> int:
-    _check(args)
+def measure(args: argparse.Namespace) -> int:
+    """Run every row of ``exda bench``'s options (checked by :mod:`exda.commands.bench`), print the tables and
+    write the JSON; 1 when any row failed (its error is in the table and the JSON), else 0."""
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -500,13 +462,6 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} row(s) failed; their error is in the table and the JSON", file=sys.stderr)
     return 1 if failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``exda bench`` as a function (``benchmarks/speed.py`` calls it)."""
-    from exda.cli import main as cli_main
-
-    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,20 +1,18 @@
-"""``exda demo``: the shipped default model against the degraded input and the best classical method.
+"""The comparison behind ``exda demo`` (:mod:`exda.commands.demo`): the shipped default model against the
+degraded input and the best classical method.
 
 The held-out sample photos (never trained on) are centre-cropped, degraded with every demo degradation
 at a fixed seed, restored by the default photo model (fast path) and by every classical candidate for
-that degradation (exda/baselines.py), and scored. Writes ``results.md``, ``results.json`` and
-``demo_grid.png`` (one row per degradation: degraded | default model | best classical | clean).
-``benchmarks/default_model.py`` runs the same comparison at full size.
+that degradation (exda/baselines.py), and scored; :func:`save_grid` draws one row per degradation
+(degraded | default model | best classical | clean). ``benchmarks/default_model.py`` runs the same
+comparison at full size.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +23,6 @@ from exda.baselines import METHODS, best_baseline, method_available, score
 from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
-from exda.engine.evaluate import finite_or_none
-from exda.inference.pretrained import default_checkpoint
-from exda.inference.restore_cli import ARCH_HELP
-from exda.inference.restorer import Restorer
 from exda.inference.tiling import restore
 
 DEMO_DEGRADATIONS: tuple[str, ...] = (
@@ -161,43 +155,3 @@ def save_grid(path: Path, grid: list[tuple[str, list[np.ndarray]]], methods: lis
 def held_out_photos(crop: int | None) -> dict[str, np.ndarray]:
     """The held-out natural sample photos, centre-cropped."""
     return {name: np.ascontiguousarray(centre_crop(load_sample(name), crop)) for name in sample_names("heldout")}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("exda-demo"),
-                        help="output folder for results.md, results.json, demo_grid.png (default exda-demo/)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a checkpoint, run folder or published .pth / .ckpt instead of the shipped default "
-                             "photo model")
-    parser.add_argument("--arch", default=None, metavar="NAME", help=ARCH_HELP)
-    parser.add_argument("--crop", type=int, default=DEMO_CROP,
-                        help=f"centre crop of each photo in px (default {DEMO_CROP}; 0 = whole photos)")
-
-
-def run(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    restorer = Restorer.load(args.checkpoint or default_checkpoint("photo"), arch=args.arch, device="cpu")
-    info = restorer.info
-    photos = held_out_photos(args.crop or None)
-    print(f"exda demo: {info.arch} step {info.step} on {len(photos)} held-out photos "
-          f"({', '.join(photos)}), {len(DEMO_DEGRADATIONS)} degradations, seed {DEMO_SEED}", file=sys.stderr)
-    if not method_available("bm3d"):
-        print("exda demo: BM3D not installed (`pip install exda[baselines]`, non-commercial licence); "
-              "the other classical methods run", file=sys.stderr)
-    rows, grid = compare(restorer.model, photos)
-    table = conditions(photos, args.crop or None) + "\n\n" + to_markdown(rows)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    elapsed = time.perf_counter() - start
-    record = {"model": info.arch, "checkpoint": str(info.path), "step": info.step,
-              "photos": list(photos), "crop": args.crop or None, "seed": DEMO_SEED, "seconds": round(elapsed, 1),
-              "rows": [asdict(r) for r in rows]}
-    # the clean row's input and identity scores are infinite: null in JSON, as in exda eval's results.json
-    text = json.dumps(finite_or_none(record), indent=2) + "\n"
-    atomic_write(out / "results.json", lambda tmp: tmp.write_text(text))
-    atomic_write(out / "results.md", lambda tmp: tmp.write_text(table + "\n"))
-    save_grid(out / "demo_grid.png", grid, [r.baseline for r in rows])
-    print(table)
-    print(f"wrote results.md, results.json and demo_grid.png to {out} ({elapsed:.0f} s)")
-    return 0
-

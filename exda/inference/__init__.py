@@ -10,9 +10,9 @@
   :mod:`~exda.inference.backends` and :mod:`~exda.inference.export` (ONNX, onnxruntime, OpenVINO),
   :mod:`~exda.inference.tiling` and :mod:`~exda.inference.memory` (tiles within a memory budget);
   :mod:`~exda.inference.pretrained`: the shipped default models.
-- the commands: ``exda restore`` (:mod:`~exda.inference.restore_cli`), ``exda serve``
-  (:mod:`~exda.inference.serve`, :mod:`~exda.inference.serve_lanes`), ``exda export``
-  (:mod:`~exda.inference.export_cli`); :func:`exda.restore` (:mod:`~exda.inference.api`).
+- the web page of ``exda serve``: :mod:`~exda.inference.serve` and :mod:`~exda.inference.serve_lanes`;
+  :func:`exda.restore` (:mod:`~exda.inference.api`). The commands ``exda restore``, ``exda serve`` and
+  ``exda export`` live in :mod:`exda.commands`.
 """
 
 from exda.inference.loader import CheckpointInfo, load_network

@@ -3,7 +3,7 @@
 ``optimize_for_inference(model)`` wraps a network so that each call runs under ``torch.inference_mode``
 with channels-last (NHWC) activations, bfloat16 autocast where the hardware runs bf16 matrix products
 natively (CPUs with AMX or AVX-512 BF16, CUDA GPUs with bf16), and optionally ``torch.compile``.
-Nothing here changes the maths; bf16 rounds, and ``tests/test_fast.py`` holds every path to >= 45 dB
+Nothing here changes the maths; bf16 rounds, and ``tests/inference/test_fast.py`` holds every path to >= 45 dB
 PSNR of the fp32 eager output on real photos. Measured speed-ups: ``benchmarks/README.md``.
 """
 

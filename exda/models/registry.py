@@ -26,7 +26,7 @@ class ModelTraits:
     - ``bf16_safe``: bf16 rounding changes its output only by rounding; False for a network whose output
       jumps on tiny input changes (Histoformer sorts pixels by value), which inference keeps in fp32.
     - ``onnx_unsupported``: why ``exda export`` refuses it (one line), or None when it exports to ONNX and
-      onnxruntime reproduces PyTorch's fp32 output (tests/test_backends.py checks every such model).
+      onnxruntime reproduces PyTorch's fp32 output (tests/inference/test_backends.py checks every such model).
     - ``auxiliary_loss``: it has a training loss of its own, which ``exda train`` adds to the pixel loss:
       ``restore_with_auxiliary_loss(x)`` returns the restored image and that weighted term.
     """
@@ -81,23 +81,11 @@ def register_model(fn: Factory | None = None, *, traits: ModelTraits = DEFAULT_T
     return register if fn is None else register(fn)
 
 
-def _ensure_families_loaded() -> None:
-    # Model families register themselves on import; the list is explicit, not a folder scan.
-    import exda.models.adair  # noqa: F401
-    import exda.models.airnet  # noqa: F401
-    import exda.models.amir  # noqa: F401
-    import exda.models.histoformer  # noqa: F401
-    import exda.models.moce_ir  # noqa: F401
-    import exda.models.restormer  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _ensure_families_loaded()
     return sorted(_MODELS)
 
 
 def _known(name: str) -> str:
-    _ensure_families_loaded()
     if name not in _MODELS:
         raise UserError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
     return name
