@@ -148,3 +148,18 @@ def test_real_artefact_matches_the_eager_fast_path(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 16, 16)
     assert torch.allclose(runner(x), fast(x), atol=1e-5)
     assert CompiledInference(fast, "auto", folder=tmp_path).expect((1, 3, 16, 16), calls=1)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "aligned", "bilinear"])
+@pytest.mark.parametrize(("h", "w", "grid"), [(37, 31, 4), (16, 16, 4), (3, 5, 4), (9, 7, 2)])
+def test_channels_last_token_pooling_matches_the_reference(upsample: str, h: int, w: int, grid: int) -> None:
+    """The fast path's NHWC pooling against the NCHW one, computed in float64 (the reference)."""
+    from exda.layers.global_token import GlobalSpatialToken, TokenOptions
+
+    token = GlobalSpatialToken(2, "row", TokenOptions(grid=grid, upsample=upsample))
+    x = torch.randn(2, 6, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    reference = token.pool(x)
+    fast = token.pool(x.float().contiguous(memory_format=torch.channels_last))
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(token.tokens(x.contiguous(memory_format=torch.channels_last)), token.tokens(x))

@@ -15,6 +15,7 @@ time back (``mode="auto"``, see :meth:`CompiledInference.expect`).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import time
 from collections.abc import Callable
@@ -50,8 +51,12 @@ def cache_dir() -> Path:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of the architecture's description and every state-dict tensor (names, dtypes, shapes, bytes)."""
+    """SHA-256 of what the compiled graph depends on: the source files of the model's layer classes (and of
+    this module), the architecture's description and every state-dict tensor (names, dtypes, shapes, bytes)."""
     digest = hashlib.sha256(repr(model).encode())
+    sources = {inspect.getsourcefile(type(module)) for module in model.modules()} | {__file__}
+    for source in sorted(filter(None, sources)):
+        digest.update(Path(source).read_bytes())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         flat = tensor.detach().cpu().clone(memory_format=torch.contiguous_format).reshape(-1)
