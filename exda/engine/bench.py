@@ -371,14 +371,16 @@ def plan_inference(args: argparse.Namespace, device: torch.device) -> list[Row]:
     from exda.inference.backends import available_backends
 
     backends = [] if args.skip_backends or device.type != "cpu" else available_backends()
+    wanted = args.backend_paths or list(BACKEND_PATHS)
     rows = []
     for size in args.sizes:
         for model in args.models:
-            paths = ["eager", "fast", *(["fast_compile"] if args.compile else []), *(["compiled"] if args.aot else [])]
+            paths = ["eager", "fast", *(["fast_compile"] if args.compile else [])]
+            paths += ["compiled"] if model in (args.aot or []) else []
             if model == "restormer" and args.official:
                 paths.append("official")
             if model.startswith("exda_"):
-                paths += [path for path, (kind, _) in BACKEND_PATHS.items() if kind in backends]
+                paths += [path for path, (kind, _) in BACKEND_PATHS.items() if kind in backends and path in wanted]
                 paths += list(LOADED_PATHS) if args.concurrent_load else []
             rows += [{"kind": "inference", "model": model, "path": path, "size": size,
                       **({"official": args.official} if path == "official" else {})} for path in paths]
@@ -464,14 +466,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per row; the median is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them (default 2)")
     parser.add_argument("--compile", action="store_true", help="add the fast path with torch.compile (slow to build)")
-    parser.add_argument("--aot", action="store_true",
-                        help="add the compiled path (AOTInductor artefact from the cache, compiled first when absent)")
+    parser.add_argument("--aot", nargs="+", default=None, metavar="MODEL",
+                        help="add the compiled path for these models (AOTInductor artefact from the cache, compiled "
+                             "first when absent: minutes)")
     parser.add_argument("--official", default=None, metavar="PATH",
                         help="add the official Restormer code's fp32 eager row (PATH: a swz30/Restormer checkout; "
                              "needs einops on PYTHONPATH)")
     parser.add_argument("--concurrent-load", action="store_true",
                         help="add fast-path rows with a busy loop holding one core (idle-core threads vs all)")
     parser.add_argument("--skip-backends", action="store_true", help="no onnxruntime / OpenVINO rows")
+    parser.add_argument("--backend-paths", nargs="+", choices=list(BACKEND_PATHS), default=None,
+                        help="only these ONNX backend rows (default: every available one)")
     parser.add_argument("--skip-train", action="store_true", help="no training-step rows")
     parser.add_argument("--train-models", nargs="+", default=["exda_restormer_small", "exda_restormer_tiny"],
                         help="training-step models (default: exda_restormer_small exda_restormer_tiny)")
