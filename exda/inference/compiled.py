@@ -33,10 +33,11 @@ from exda.inference.fast import FastInference
 CompileMode = Literal["auto", "on", "off"]
 COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
 CACHE_ENV = "EXDA_COMPILED_CACHE"
-# What ``auto`` assumes until it has measured: a compile costs this many seconds and makes a call this
-# much faster than the eager fast path (benchmarks/results/compiled_path.json).
-ASSUMED_COMPILE_S = 600.0
-ASSUMED_SPEEDUP = 1.3
+# What ``auto`` assumes: a compile costs this many seconds and makes a call this much faster than the
+# eager fast path (benchmarks/results/speed_paths.md, exda_restormer at 256 px on 2 cores: 245.6 s,
+# 10.45 s -> 8.83 s).
+ASSUMED_COMPILE_S = 300.0
+ASSUMED_SPEEDUP = 1.18
 
 Shape = tuple[int, int, int, int]
 
@@ -225,7 +226,9 @@ class CompiledInference(nn.Module):
         return f"mode={self.mode!r}, precision={self.precision!r}, shapes={sorted(self._runners)}"
 
 
-EAGER_SECONDS_PER_MPIXEL = 30.0  # the eager fast path of the full-size models on 2 CPU cores, roughly
+# The eager fast path on 2 CPU cores (benchmarks/results/large_image_tile.md: the shipped default model,
+# ~19 s per megapixel; the full-size models take ~160): an estimate for before anything is measured.
+EAGER_SECONDS_PER_MPIXEL = 20.0
 
 
 def estimate_eager_seconds(shape: Shape) -> float:

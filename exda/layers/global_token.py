@@ -126,14 +126,6 @@ def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
-def adaptive_pool_matrix(n: int, grid: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
-    """G x n: row i averages the pixels of :func:`grid_pool`'s bin i (floor(iH/G) to ceil((i+1)H/G))."""
-    pixels = torch.arange(n, device=device)
-    cells = torch.arange(grid, device=device)[:, None]
-    member = (pixels >= cells * n // grid) & (pixels < ((cells + 1) * n + grid - 1) // grid)
-    return member.to(dtype) / member.sum(dim=1, keepdim=True).to(dtype)
-
-
 def pool_channels_last(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """``rows @ x @ cols^T`` (B x C x G x G) for a channels-last x, read in its own layout: two matrix
     products over the B x H x (W C) and B G x W x C views, so the feature map is never copied to NCHW."""
@@ -204,16 +196,15 @@ class GlobalSpatialToken(nn.Module):
 
     def pool(self, x_in: torch.Tensor) -> torch.Tensor:
         """X_in (B x C x H x W) averaged onto the G x G grid: B x C x G x G. A channels-last X_in (the fast
-        path's) is pooled in its own layout; the result equals the NCHW one up to float rounding."""
-        h, w = x_in.shape[-2:]
-        matrix = adaptive_pool_matrix if self.options.upsample == "nearest" else pool_matrix
-        if is_channels_last(x_in):
-            rows, cols = (matrix(n, self.grid, x_in.dtype, x_in.device) for n in (h, w))
-            return pool_channels_last(x_in, rows, cols)
+        path's) is pooled by matrices in its own layout, equal to the NCHW products up to float rounding
+        (band means, the ``"nearest"`` reading's, read any layout without copies)."""
         if self.options.upsample == "nearest":
             return grid_pool(x_in, self.grid)
+        h, w = x_in.shape[-2:]
         rows = pool_matrix(h, self.grid, x_in.dtype, x_in.device)
         cols = pool_matrix(w, self.grid, x_in.dtype, x_in.device)
+        if is_channels_last(x_in):
+            return pool_channels_last(x_in, rows, cols)
         return rows @ x_in @ cols.transpose(0, 1)
 
     def upsample(self, cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
