@@ -382,6 +382,7 @@ def plan_inference(args: argparse.Namespace, device: torch.device) -> list[Row]:
             if model.startswith("exda_"):
                 paths += [path for path, (kind, _) in BACKEND_PATHS.items() if kind in backends and path in wanted]
                 paths += list(LOADED_PATHS) if args.concurrent_load else []
+            paths = [path for path in paths if path in args.paths] if args.paths else paths
             rows += [{"kind": "inference", "model": model, "path": path, "size": size,
                       **({"official": args.official} if path == "official" else {})} for path in paths]
     return rows
@@ -477,6 +478,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-backends", action="store_true", help="no onnxruntime / OpenVINO rows")
     parser.add_argument("--backend-paths", nargs="+", choices=list(BACKEND_PATHS), default=None,
                         help="only these ONNX backend rows (default: every available one)")
+    parser.add_argument("--paths", nargs="+", default=None, metavar="PATH",
+                        help="only these inference paths (e.g. fast fast_loaded fast_loaded_all_threads)")
     parser.add_argument("--skip-train", action="store_true", help="no training-step rows")
     parser.add_argument("--train-models", nargs="+", default=["exda_restormer_small", "exda_restormer_tiny"],
                         help="training-step models (default: exda_restormer_small exda_restormer_tiny)")
@@ -526,9 +529,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(f"speed_{device.type}.json")
     from exda.inference.fast import native_bf16
 
-    peaks = {"fp32": matmul_gflops(args.matmul_size, torch.float32, device)}
-    if native_bf16(device):  # emulated bf16 runs a 2048^3 product for minutes; its "peak" means nothing
-        peaks["bf16"] = matmul_gflops(args.matmul_size, torch.bfloat16, device)
+    # Emulated bf16 (no AMX / AVX-512 BF16) runs a 2048^3 product for minutes: measure it on a small one.
+    bf16_n = args.matmul_size if native_bf16(device) else min(args.matmul_size, 256)
+    peaks = {"fp32": matmul_gflops(args.matmul_size, torch.float32, device),
+             "bf16": matmul_gflops(bf16_n, torch.bfloat16, device)}
     common = {"device": args.device, "threads": threads, "repeats": args.repeats, "warmup": args.warmup}
     plan = plan_inference(args, device)
     if not args.skip_train:
@@ -559,7 +563,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_info(device),
         "command": _command_line(),
         "options": {**options, "out": str(out), "threads": threads},
-        "matmul": {"n": args.matmul_size, "fp32_gflops": peaks["fp32"], "bf16_gflops": peaks.get("bf16")},
+        "matmul": {"n": args.matmul_size, "fp32_gflops": peaks["fp32"], "bf16_gflops": peaks["bf16"], "bf16_n": bf16_n},
         "reference_model": reference,
         "inference": inference,
         "training": training,

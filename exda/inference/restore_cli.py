@@ -273,6 +273,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"restored {restored} image{'s' if restored != 1 else ''} -> {where}")
     for line in sorted(paths_used):
-        say(line + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
+        print("path: " + line + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
     print(peak_memory_line(device))
     return 1 if failed else 0
