@@ -417,12 +417,12 @@ def format_report(result: dict[str, Any]) -> str:
             "Restormer code's fp32 eager latency / this one; setup s: building the path (compiled: the "
             "artefact's compile or load); *_loaded: a busy loop holds one core.",
             "",
-            f"| model | path | precision | threads | size | setup s | first call s | latency s | x ref | "
+            f"| model | path | precision | size | latency s | threads | setup s | first call s | x ref | "
             f"x official | ExDA overhead | GFLOP/s | % peak | peak {mem} MiB | +{mem} MiB | PSNR dB |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in result["inference"]:
-            head = f"| {r['model']} | {r['path']} | {r.get('precision', '')} | {r.get('threads', '')} | {r['size']} |"
+            head = f"| {r['model']} | {r['path']} | {r.get('precision', '')} | {r['size']} |"
             if "error" in r:
                 lines.append(f"{head} error: {r['error']} |" + " |" * 10)
                 continue
@@ -432,7 +432,7 @@ def format_report(result: dict[str, Any]) -> str:
             fraction = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
             setup = r["setup_s"] if r["path"] != "compiled" else r["artefact_s"]
             lines.append(
-                f"{head} {setup:.2f} | {r['first_call_s']:.3f} | {r['latency_s']:.4f} | "
+                f"{head} {r['latency_s']:.4f} | {r.get('threads', '')} | {setup:.2f} | {r['first_call_s']:.3f} | "
                 f"{_fmt(r['vs_reference'], '.2f')} | "
                 f"{_fmt(r.get('speedup_vs_official'), '.2f')} | {_fmt(r['exda_overhead'], '.3f')} | "
                 f"{r['gflops_per_s']:.1f} | {_fmt(fraction, '.1f')} | {peak_mem:.0f} | {_fmt(increase, '.0f')} | "
