@@ -53,12 +53,25 @@ SPEED = (r"Restormer code takes ([\d.]+) s, the fp32 eager path ([\d.]+) s, the 
 TILE = (r"a 4000x3000 photo is (\d+) tiles of 896 px at ([\d.]+) s each: ([\d.]+) s of model time\s+at "
         r"([\d.]+) GiB peak RSS \(the code before this change: ([\d.]+) s per tile, ([\d.]+) s\)")
 
+def load_claims() -> tuple[str, ...]:
+    result = json.loads((RESULTS / "speed_load.json").read_text(encoding="utf-8"))
+    by_path = {r["path"]: r["latency_s"] for r in result["inference"]}
+    idle = by_path["fast"]
+    return (f"{idle:.2f}", f"{by_path['fast_loaded']:.2f}", f"{by_path['fast_loaded'] / idle:.2f}",
+            f"{by_path['fast_loaded_all_threads']:.2f}", f"{by_path['fast_loaded_all_threads'] / idle:.2f}")
+
+
+LOAD = (r"idle ([\d.]+) s, beside the busy loop ([\d.]+) s on the idle core \(([\d.]+)x\) and\s+"
+        r"([\d.]+) s on all threads \(([\d.]+)x\)")
+
 Claim = tuple[str, str, Callable[[], tuple[str, ...]]]
 CLAIMS: dict[str, Claim] = {
     "readme inference paths": ("README.md", SPEED, speed_claims),
     "readme large photo tiles": ("README.md", TILE, tile_claims),
     "benchmarks inference paths": ("benchmarks/README.md", SPEED, speed_claims),
     "benchmarks large photo tiles": ("benchmarks/README.md", TILE, tile_claims),
+    "readme concurrent load": ("README.md", LOAD, load_claims),
+    "benchmarks concurrent load": ("benchmarks/README.md", LOAD, load_claims),
 }
 
 
