@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from exda.engine.bench import measure
+from exda.engine.bench import BACKEND_PATHS, measure
 from exda.errors import UserError
 
 
@@ -24,7 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per row; the median is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before them (default 2)")
     parser.add_argument("--compile", action="store_true", help="add the fast path with torch.compile (slow to build)")
+    parser.add_argument("--aot", nargs="+", default=None, metavar="MODEL",
+                        help="add the compiled path for these models (AOTInductor artefact from the cache, compiled "
+                             "first when absent: minutes)")
+    parser.add_argument("--official", default=None, metavar="PATH",
+                        help="add the official Restormer code's fp32 eager row (PATH: a swz30/Restormer checkout; "
+                             "needs einops on PYTHONPATH)")
+    parser.add_argument("--concurrent-load", action="store_true",
+                        help="add fast-path rows with a busy loop holding one core (idle-core threads vs all)")
     parser.add_argument("--skip-backends", action="store_true", help="no onnxruntime / OpenVINO rows")
+    parser.add_argument("--backend-paths", nargs="+", choices=list(BACKEND_PATHS), default=None,
+                        help="only these ONNX backend rows (default: every available one)")
+    parser.add_argument("--paths", nargs="+", default=None, metavar="PATH",
+                        help="only these inference paths (e.g. fast fast_loaded fast_loaded_all_threads)")
     parser.add_argument("--skip-train", action="store_true", help="no training-step rows")
     parser.add_argument("--train-models", nargs="+", default=["exda_restormer_small", "exda_restormer_tiny"],
                         help="training-step models (default: exda_restormer_small exda_restormer_tiny)")

@@ -33,8 +33,10 @@ from exda.commands.options import ARCH_HELP, CHECKPOINT_HELP, add_inference_argu
 from exda.data.io import DEFAULT_MAX_PIXELS, SAVE_SUFFIXES, image_stem, image_suffix, list_images
 from exda.errors import UserError
 from exda.inference.backends import BACKENDS
+from exda.inference.compiled import COMPILE_MODES
 from exda.inference.pretrained import DEFAULT_MODELS, default_checkpoint, default_kind
 from exda.inference.restorer import RESTORERS, Restorer, check_tiling, inference_device, memory_budget
+from exda.inference.threads import set_threads
 
 _KEEP_SUFFIXES = (".tif", ".tiff", ".npy")
 
@@ -63,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"refuse images of more than N pixels, read from the header before decoding "
                              f"(a decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,}); raise it on purpose "
                              "for huge images, e.g. 4e8")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
+                        help="compiled fast path (CPU, torch backend): auto = use a cached artefact, or compile "
+                             "when the work is large enough to win the compile back; on = always; off = eager")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads (default: the cores idle now, so a busy machine does not stall the run)")
     add_inference_arguments(parser)
 
 
@@ -178,7 +185,7 @@ def _model_choice(args: argparse.Namespace, device: torch.device, count: dict[st
     """The restorer each input gets: the --checkpoint for all, or the default model of its kind (photo, or
     medical for DICOM / NIfTI with --model auto), said in one line when first used."""
     options = dict(arch=args.arch, backend=args.backend, precision="bf16" if args.bf16 else args.precision,
-                   device=device)
+                   device=device, compile=args.compile)
     said: set[str] = set()
 
     def restorer_for(src: Path | None) -> Restorer:
@@ -206,14 +213,20 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(pairs, args.quality, args.overwrite)
     budget = memory_budget(args.max_memory)
     device = inference_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    threads = set_threads(args.threads) if device.type == "cpu" else None
     kinds = [default_kind(image_suffix(src)) if args.model == "auto" else args.model for src, _ in pairs]
     restorer_for = _model_choice(args, device, {kind: kinds.count(kind) for kind in kinds})
     single = len(pairs) == 1 and not args.input.is_dir()
     failed: list[Path] = []
+    paths_used: set[str] = set()
     for src, dst in tqdm(pairs, desc="images", unit="img", disable=len(pairs) == 1):
         try:
-            restorer_for(src).restore_file(src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
-                                           max_pixels=max_pixels, quality=args.quality, notify=say)
+            restorer = restorer_for(src)
+            restorer.restore_file(src, dst, tile=args.tile, overlap=args.tile_overlap, budget=budget,
+                                  max_pixels=max_pixels, quality=args.quality, notify=say)
+            paths_used.add(restorer.describe_path())
         except Exception as err:  # one bad file must not stop the folder; each failure is one line
             if single and isinstance(err, (UserError, OSError, MemoryError)):
                 raise UserError(_failure_line(err)) from err
@@ -228,5 +241,7 @@ def run(args: argparse.Namespace) -> int:
               + (f" (outputs in {where})" if restored else ""))
     else:
         print(f"restored {restored} image{'s' if restored != 1 else ''} -> {where}")
+    for line in sorted(paths_used):
+        print("path: " + line + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""))
     print(peak_memory_line(device))
     return 1 if failed else 0

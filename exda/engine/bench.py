@@ -37,12 +37,15 @@ import numpy as np
 import torch
 
 from exda.atomic import atomic_write
+from exda.errors import UserError
 
 Row = dict[str, Any]
 
 INPUT_SEED = 0
 MATMUL_REPEATS, MATMUL_WARMUP = 5, 2
 # path -> (backend for build_backend or None for PyTorch, bf16 for the backend)
+# the fast path while a busy loop holds one core: threads = the idle cores, or all of them (the old default)
+LOADED_PATHS = ("fast_loaded", "fast_loaded_all_threads")
 BACKEND_PATHS: dict[str, tuple[str, bool]] = {
     "onnxruntime": ("onnxruntime", False),
     "openvino_f32": ("openvino", False),
@@ -162,9 +165,29 @@ def _seeded_model(name: str, device: torch.device) -> torch.nn.Module:
     return create_model(name).to(device)
 
 
+def official_restormer(checkout: str) -> torch.nn.Module:
+    """The official Restormer network (its default configuration) from a checkout of swz30/Restormer; the
+    official code needs ``einops`` on the path."""
+    import importlib.util
+
+    file = Path(checkout) / "basicsr" / "models" / "archs" / "restormer_arch.py"
+    if not file.is_file():
+        raise UserError(f"--official {checkout}: no {file.relative_to(checkout)} there (a swz30/Restormer checkout)")
+    spec = importlib.util.spec_from_file_location("official_restormer_arch", file)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    torch.manual_seed(0)
+    return module.Restormer().eval()
+
+
+def _busy_loop() -> subprocess.Popen:
+    """A concurrent CPU load: one Python process spinning on one core."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
 def _restorer(path: str, model: torch.nn.Module, compile_: bool) -> tuple[Callable[[torch.Tensor], Any], str]:
     """The forward call of an inference path, and the precision it computes in."""
-    if path == "eager":
+    if path in ("eager", "official"):
         model.eval()
 
         def eager(x: torch.Tensor) -> torch.Tensor:
@@ -172,11 +195,17 @@ def _restorer(path: str, model: torch.nn.Module, compile_: bool) -> tuple[Callab
                 return model(x)
 
         return eager, "fp32"
-    if path in ("fast", "fast_compile"):
+    if path in ("fast", "fast_compile", *LOADED_PATHS):
         from exda.inference.fast import optimize_for_inference
 
         fast = optimize_for_inference(model, compile=compile_)
         return fast, "bf16" if fast.bf16 else "fp32"
+    if path == "compiled":
+        from exda.inference.compiled import CompiledInference
+        from exda.inference.fast import optimize_for_inference
+
+        compiled = CompiledInference(optimize_for_inference(model), "on")
+        return compiled, compiled.precision
     from exda.inference.backends import build_backend
 
     kind, bf16 = BACKEND_PATHS[path]
@@ -185,20 +214,34 @@ def _restorer(path: str, model: torch.nn.Module, compile_: bool) -> tuple[Callab
 
 def inference_row(spec: Row) -> Row:
     """Latency, peak memory and agreement of one model, path and size (run in its own process)."""
+    from exda.inference.threads import set_threads
     from exda.metrics import psnr
 
     device = torch.device(spec["device"])
-    model = _seeded_model(spec["model"], device)
+    path = spec["path"]
+    model = official_restormer(spec["official"]) if path == "official" else _seeded_model(spec["model"], device)
     size = spec["size"]
-    x = torch.rand(1, model.in_channels, size, size, generator=torch.Generator().manual_seed(INPUT_SEED)).to(device)
-    start = time.perf_counter()
-    forward, precision = _restorer(spec["path"], model, spec["path"] == "fast_compile")
-    setup_s = time.perf_counter() - start
-    memory = MemoryProbe(device)
-    memory.start()
-    times, out = _time_calls(lambda: forward(x), device, spec["warmup"] + spec["repeats"])
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(INPUT_SEED)).to(device)
+    load = _busy_loop() if path in LOADED_PATHS else None
+    try:
+        if load is not None:  # the idle-core count must see the load; all threads: the old default
+            time.sleep(1.0)
+            spec = {**spec, "threads": set_threads(None if path == "fast_loaded" else spec["threads"])}
+        start = time.perf_counter()
+        forward, precision = _restorer(path, model, path == "fast_compile")
+        if path == "compiled":
+            forward.runner(tuple(x.shape))
+        setup_s = time.perf_counter() - start
+        memory = MemoryProbe(device)
+        memory.start()
+        times, out = _time_calls(lambda: forward(x), device, spec["warmup"] + spec["repeats"])
+    finally:
+        if load is not None:
+            load.kill()
+            load.wait()
     row: Row = {
         "precision": precision,
+        "threads": torch.get_num_threads(),
         "setup_s": setup_s,
         "first_call_s": times[0],
         "latency_s": statistics.median(times[spec["warmup"]:]),
@@ -207,10 +250,13 @@ def inference_row(spec: Row) -> Row:
     }
     if getattr(forward, "compiled", None) is not None:
         row["compiled"] = forward.compiled
+    if path == "compiled":
+        event = forward.events[0]
+        row.update(artefact=event.action, artefact_s=event.seconds, artefact_file=event.path.name)
     out = out.detach().float().cpu()
     if spec.get("save_output"):
         np.save(spec["save_output"], out.numpy())
-    if spec.get("reference"):
+    if spec.get("reference") and path != "official":  # the official network has its own random weights
         reference = torch.from_numpy(np.load(spec["reference"]))
         agreement = psnr(out, reference).item()
         row["agreement_psnr_db"] = agreement if math.isfinite(agreement) else None
@@ -303,12 +349,14 @@ def add_derived(inference: list[Row], training: list[Row], reference: str, peaks
 
     done = {(r["model"], r["path"], r["size"]): r for r in inference if "latency_s" in r}
     for row in done.values():
-        row["flops"] = _flops(row["model"], row["size"])
+        row["flops"] = _flops("restormer" if row["path"] == "official" else row["model"], row["size"])
         row["gflops_per_s"] = row["flops"] / row["latency_s"] / 1e9
         peak = peaks.get(row["precision"])
         row["peak_fraction"] = row["gflops_per_s"] / peak if peak else None
         ref = done.get((reference, "eager", row["size"]))
         row["vs_reference"] = row["latency_s"] / ref["latency_s"] if ref else None
+        official = done.get(("restormer", "official", row["size"]))
+        row["speedup_vs_official"] = official["latency_s"] / row["latency_s"] if official else None
         backbone = backbone_of(row["model"])
         base = done.get((backbone, row["path"], row["size"])) if backbone else None
         row["exda_overhead"] = row["latency_s"] / base["latency_s"] if base else None
@@ -323,13 +371,20 @@ def plan_inference(args: argparse.Namespace, device: torch.device) -> list[Row]:
     from exda.inference.backends import available_backends
 
     backends = [] if args.skip_backends or device.type != "cpu" else available_backends()
+    wanted = args.backend_paths or list(BACKEND_PATHS)
     rows = []
     for size in args.sizes:
         for model in args.models:
             paths = ["eager", "fast", *(["fast_compile"] if args.compile else [])]
+            paths += ["compiled"] if model in (args.aot or []) else []
+            if model == "restormer" and args.official:
+                paths.append("official")
             if model.startswith("exda_"):
-                paths += [path for path, (kind, _) in BACKEND_PATHS.items() if kind in backends]
-            rows += [{"kind": "inference", "model": model, "path": path, "size": size} for path in paths]
+                paths += [path for path, (kind, _) in BACKEND_PATHS.items() if kind in backends and path in wanted]
+                paths += list(LOADED_PATHS) if args.concurrent_load else []
+            paths = [path for path in paths if path in args.paths] if args.paths else paths
+            rows += [{"kind": "inference", "model": model, "path": path, "size": size,
+                      **({"official": args.official} if path == "official" else {})} for path in paths]
     return rows
 
 
@@ -358,23 +413,28 @@ def format_report(result: dict[str, Any]) -> str:
             "",
             f"Inference, batch 1. x ref: latency / {result['reference_model']} fp32 eager at the same size; "
             "ExDA overhead: latency / the backbone's on the same path; % peak: of the matmul peak in the "
-            "row's precision; PSNR: output vs the same model's fp32 eager output.",
+            "row's precision; PSNR: output vs the same model's fp32 eager output; x official: the official "
+            "Restormer code's fp32 eager latency / this one; setup s: building the path (compiled: the "
+            "artefact's compile or load); *_loaded: a busy loop holds one core.",
             "",
-            f"| model | path | precision | size | latency s | x ref | ExDA overhead | GFLOP/s | % peak | "
-            f"peak {mem} MiB | +{mem} MiB | PSNR dB |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| model | path | precision | size | latency s | threads | setup s | first call s | x ref | "
+            f"x official | ExDA overhead | GFLOP/s | % peak | peak {mem} MiB | +{mem} MiB | PSNR dB |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in result["inference"]:
             head = f"| {r['model']} | {r['path']} | {r.get('precision', '')} | {r['size']} |"
             if "error" in r:
-                lines.append(f"{head} error: {r['error']} |" + " |" * 7)
+                lines.append(f"{head} error: {r['error']} |" + " |" * 10)
                 continue
             peak_mem, increase = _memory(r, cuda)
-            agreement = "ref" if r["path"] == "eager" else (
+            agreement = "ref" if r["path"] == "eager" else "" if r["path"] == "official" else (
                 "identical" if r.get("max_abs_diff") == 0 else _fmt(r.get("agreement_psnr_db"), ".1f"))
             fraction = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+            setup = r["setup_s"] if r["path"] != "compiled" else r["artefact_s"]
             lines.append(
-                f"{head} {r['latency_s']:.4f} | {_fmt(r['vs_reference'], '.2f')} | {_fmt(r['exda_overhead'], '.3f')} | "
+                f"{head} {r['latency_s']:.4f} | {r.get('threads', '')} | {setup:.2f} | {r['first_call_s']:.3f} | "
+                f"{_fmt(r['vs_reference'], '.2f')} | "
+                f"{_fmt(r.get('speedup_vs_official'), '.2f')} | {_fmt(r['exda_overhead'], '.3f')} | "
                 f"{r['gflops_per_s']:.1f} | {_fmt(fraction, '.1f')} | {peak_mem:.0f} | {_fmt(increase, '.0f')} | "
                 f"{agreement} |"
             )
@@ -418,8 +478,12 @@ def measure(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     out = args.out or Path(f"speed_{device.type}.json")
+    from exda.inference.fast import native_bf16
+
+    # Emulated bf16 (no AMX / AVX-512 BF16) runs a 2048^3 product for minutes: measure it on a small one.
+    bf16_n = args.matmul_size if native_bf16(device) else min(args.matmul_size, 256)
     peaks = {"fp32": matmul_gflops(args.matmul_size, torch.float32, device),
-             "bf16": matmul_gflops(args.matmul_size, torch.bfloat16, device)}
+             "bf16": matmul_gflops(bf16_n, torch.bfloat16, device)}
     common = {"device": args.device, "threads": threads, "repeats": args.repeats, "warmup": args.warmup}
     plan = plan_inference(args, device)
     if not args.skip_train:
@@ -450,7 +514,7 @@ def measure(args: argparse.Namespace) -> int:
         "machine": machine_info(device),
         "command": _command_line(),
         "options": {**options, "out": str(out), "threads": threads},
-        "matmul": {"n": args.matmul_size, "fp32_gflops": peaks["fp32"], "bf16_gflops": peaks["bf16"]},
+        "matmul": {"n": args.matmul_size, "fp32_gflops": peaks["fp32"], "bf16_gflops": peaks["bf16"], "bf16_n": bf16_n},
         "reference_model": reference,
         "inference": inference,
         "training": training,

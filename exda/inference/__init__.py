@@ -7,6 +7,8 @@
   restoring tensors, arrays and files within a memory budget) and the process's cache of them,
   :data:`RESTORERS`, which ``exda restore``, ``exda serve`` and :func:`exda.restore` share.
 - the paths a restoration takes: :mod:`~exda.inference.fast` (fp32 / bf16, channels-last),
+  :mod:`~exda.inference.compiled` (AOTInductor artefacts cached on disk per weights, precision and shape),
+  :mod:`~exda.inference.threads` (threads = the idle cores),
   :mod:`~exda.inference.backends` and :mod:`~exda.inference.export` (ONNX, onnxruntime, OpenVINO),
   :mod:`~exda.inference.tiling` and :mod:`~exda.inference.memory` (tiles within a memory budget);
   :mod:`~exda.inference.pretrained`: the shipped default models.

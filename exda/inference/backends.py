@@ -87,18 +87,34 @@ def _onnxruntime_restorer(onnx_path: Path) -> Restorer:
 
 
 def _openvino_restorer(onnx_path: Path, bf16: bool) -> Restorer:
+    """OpenVINO with a static shape per input size: the ONNX graph is read once and, for each new H x W,
+    reshaped to it and compiled (OpenVINO's own model cache under ``<cache_dir>/openvino`` makes the
+    compile of a size seen before a load). One stream, no core pinning, torch's thread count."""
     import openvino as ov
 
+    from exda.inference.compiled import cache_dir
+
+    core = ov.Core()
+    core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+    source = core.read_model(str(onnx_path))
     config = {
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "ENABLE_CPU_PINNING": False,  # a pinned thread waits when another process holds its core
     }
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
-    request = compiled.create_infer_request()
+    requests: dict[tuple[int, ...], object] = {}
+
+    def request_for(shape: tuple[int, ...]):
+        if shape not in requests:
+            model = source.clone()
+            model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
+            requests[shape] = core.compile_model(model, "CPU", config).create_infer_request()
+        return requests[shape]
 
     def restore(x: torch.Tensor) -> torch.Tensor:
+        request = request_for(tuple(x.shape))
         request.infer({0: _to_numpy(x)})
         return torch.from_numpy(request.get_output_tensor(0).data.copy())  # the buffer is reused by the next call
 

@@ -25,6 +25,7 @@ from exda.data.transforms import BT601_LUMA, match_channels
 from exda.errors import UserError
 from exda.inference.backends import build_backend
 from exda.inference.checkpoint_format import resolve_checkpoint
+from exda.inference.compiled import CompiledInference, CompileMode
 from exda.inference.fast import optimize_for_inference
 from exda.inference.loader import CheckpointInfo, load_network
 from exda.inference.memory import (
@@ -35,7 +36,7 @@ from exda.inference.memory import (
     parse_size,
     tile_for_budget,
 )
-from exda.inference.tiling import restore
+from exda.inference.tiling import pass_plan, restore
 
 Image = str | os.PathLike | np.ndarray | torch.Tensor
 Notify = Callable[[str], None]
@@ -82,11 +83,13 @@ class BackendModel(nn.Module):
         return self.restorer(x)
 
 
-def inference_model(net: nn.Module, backend: str, precision: str) -> nn.Module:
-    """``net`` on the fast PyTorch path, or exported to ``backend``; fp32 tensors in and out."""
+def inference_model(net: nn.Module, backend: str, precision: str, compile: CompileMode = "off") -> nn.Module:
+    """``net`` on the fast PyTorch path (with cached AOTInductor artefacts unless ``compile="off"``, CPU
+    only), or exported to ``backend``; fp32 tensors in and out."""
     fast = optimize_for_inference(net, precision=precision)
     if backend == "torch":
-        return fast
+        on_cpu = next(net.parameters()).device.type == "cpu"
+        return CompiledInference(fast, compile) if compile != "off" and on_cpu else fast
     return BackendModel(build_backend(backend, net, bf16=fast.bf16 and backend == "openvino"))
 
 
@@ -97,22 +100,32 @@ class Restorer:
     backend), fp32 B x C x H x W in [0, 1] in and out; ``info``: what was loaded. Every ``restore*`` method
     takes ``tile`` (None: whole image when it fits ``budget``), ``overlap`` and ``budget`` (bytes; None: a
     quarter of the available memory, at most 2 GiB), as ``exda restore``'s ``--tile``, ``--tile-overlap`` and
-    ``--max-memory``.
+    ``--max-memory``. ``compile``: whether the PyTorch backend uses compiled artefacts
+    (:class:`~exda.inference.compiled.CompiledInference`; ``exda restore --compile``).
     """
 
     def __init__(self, network: nn.Module, info: CheckpointInfo, *, backend: str = "torch",
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", compile: CompileMode = "off") -> None:
         self.network, self.info = network, info
-        self.model = inference_model(network, backend, precision)
+        self.model = inference_model(network, backend, precision, compile)
         self.width = first_width(network)  # full-resolution feature width, for the memory estimate
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, arch: str | None = None, use_ema: bool = True, backend: str = "torch",
-             precision: str = "auto", device: str | torch.device | None = None) -> Restorer:
+             precision: str = "auto", device: str | torch.device | None = None,
+             compile: CompileMode = "off") -> Restorer:
         """Load ``checkpoint`` (any kind :func:`~exda.inference.loader.load_network` reads) onto ``device``
         (default: CUDA when available, else the CPU)."""
         network, info = load_network(checkpoint, arch=arch, use_ema=use_ema, device=inference_device(device))
-        return cls(network, info, backend=backend, precision=precision)
+        return cls(network, info, backend=backend, precision=precision, compile=compile)
+
+    def describe_path(self) -> str:
+        """One line naming the inference path the last restore used."""
+        if isinstance(self.model, CompiledInference):
+            return self.model.describe()
+        if isinstance(self.model, BackendModel):
+            return "ONNX backend"
+        return f"fast eager path ({'bf16' if self.model.bf16 else 'fp32'}, channels-last)"
 
     def run(self, x: torch.Tensor, *, tile: int | None = None, overlap: int = 32, budget: int | None = None,
             progress: bool = False, name: str = "the image", notify: Notify | None = None
@@ -129,6 +142,8 @@ class Restorer:
                 need = format_size(estimate_peak_bytes(self.width, h, w))
                 notify(f"{name} ({w}x{h}) would need about {need} in one pass, more than --max-memory "
                        f"{format_size(budget)}; restoring in {tile} px tiles")
+        if isinstance(self.model, CompiledInference):
+            self.model.expect(*pass_plan(tuple(x.shape), tile=tile, overlap=overlap))
         return restore(self.model, x, tile=tile, overlap=overlap, progress=progress).clamp(0, 1), tile
 
     def restore_file(self, src: Path, dst: Path, *, tile: int | None = None, overlap: int = 32,
@@ -192,15 +207,16 @@ class RestorerCache:
         self._lock = threading.Lock()
 
     def get(self, checkpoint: str | Path, *, arch: str | None = None, backend: str = "torch",
-            precision: str = "auto", device: str | torch.device | None = None) -> Restorer:
+            precision: str = "auto", device: str | torch.device | None = None,
+            compile: CompileMode = "off") -> Restorer:
         path = resolve_checkpoint(checkpoint)
         stat = path.stat()
         device = inference_device(device)
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, arch, backend, precision, str(device))
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, arch, backend, precision, str(device), compile)
         with self._lock:
             if key not in self._loaded:
                 self._loaded[key] = Restorer.load(path, arch=arch, backend=backend, precision=precision,
-                                                  device=device)
+                                                  device=device, compile=compile)
                 while len(self._loaded) > self.size:
                     self._loaded.popitem(last=False)
             self._loaded.move_to_end(key)

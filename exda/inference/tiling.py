@@ -112,6 +112,19 @@ def reflect_margin(x: Tensor, margin: int) -> tuple[Tensor, int]:
     return (F.pad(x, (margin,) * 4, mode="reflect") if margin else x), margin
 
 
+def pass_plan(shape: tuple[int, int, int, int], *, tile: int | None, overlap: int = 32,
+              margin: int = EDGE_MARGIN) -> tuple[tuple[int, int, int, int], int]:
+    """The input shape the model sees when :func:`restore` restores a ``shape`` image, and how many calls
+    it makes with it (one whole pass, or one per tile: all tiles have the same shape)."""
+    b, c, h, w = shape
+    margin = max(0, min(margin, h - 1, w - 1))
+    h, w = h + 2 * margin, w + 2 * margin
+    if tile is None or max(h, w) <= tile:
+        return (b, c, h, w), 1
+    calls = len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+    return (b, c, min(tile, h), min(tile, w)), calls
+
+
 @torch.inference_mode()
 def restore(
     model: nn.Module,

@@ -126,6 +126,20 @@ def nearest_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
+def pool_channels_last(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``rows @ x @ cols^T`` (B x C x G x G) for a channels-last x, read in its own layout: two matrix
+    products over the B x H x (W C) and B G x W x C views, so the feature map is never copied to NCHW."""
+    b, c, h, w = x.shape
+    nhwc = x.permute(0, 2, 3, 1)  # a view: x is channels-last
+    by_rows = (rows @ nhwc.reshape(b, h, w * c)).view(b, rows.shape[0], w, c)
+    return (cols @ by_rows).permute(0, 3, 1, 2)  # B x G x G x C -> B x C x G x G (a view of G*G*C values)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether x is laid out NHWC and not also NCHW (which single-channel or 1 x 1 maps are)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def wide(dtype: torch.dtype) -> torch.dtype:
     """float32 or wider (bf16/fp16 become float32, float64 stays)."""
     return torch.promote_types(dtype, torch.float32)
@@ -181,12 +195,16 @@ class GlobalSpatialToken(nn.Module):
         return normalized if raw is None or self.options.input == "normalized" else raw
 
     def pool(self, x_in: torch.Tensor) -> torch.Tensor:
-        """X_in (B x C x H x W) averaged onto the G x G grid: B x C x G x G."""
+        """X_in (B x C x H x W) averaged onto the G x G grid: B x C x G x G. A channels-last X_in (the fast
+        path's) is pooled by matrices in its own layout, equal to the NCHW products up to float rounding
+        (band means, the ``"nearest"`` reading's, read any layout without copies)."""
         if self.options.upsample == "nearest":
             return grid_pool(x_in, self.grid)
         h, w = x_in.shape[-2:]
         rows = pool_matrix(h, self.grid, x_in.dtype, x_in.device)
         cols = pool_matrix(w, self.grid, x_in.dtype, x_in.device)
+        if is_channels_last(x_in):
+            return pool_channels_last(x_in, rows, cols)
         return rows @ x_in @ cols.transpose(0, 1)
 
     def upsample(self, cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
