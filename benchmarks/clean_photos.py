@@ -165,7 +165,10 @@ def load_photos(folder: Path, max_side: int) -> dict[str, np.ndarray]:
                                                     if folder == EVAL_PHOTOS.expanduser() else ""))
     photos = {}
     for path in paths:
-        image = Image.open(path).convert("RGB")
+        try:
+            image = Image.open(path).convert("RGB")
+        except OSError as err:
+            raise UserError(f"cannot read {path}: {err}") from err
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         photos[path.stem] = np.asarray(image, np.float32) / 255.0
     return photos
@@ -174,6 +177,8 @@ def load_photos(folder: Path, max_side: int) -> dict[str, np.ndarray]:
 def evaluate(checkpoint: Path, photos: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
     """One checkpoint over the photos (fp32): its record and its outputs."""
     restorer = Restorer.load(checkpoint, precision="fp32", device="cpu")
+    if restorer.info.in_channels != 3:
+        raise UserError(f"{checkpoint} is a {restorer.info.in_channels}-channel model; clean photos need an RGB one")
     start = time.perf_counter()
     rows, outputs = [], {}
     for name, ref in photos.items():
