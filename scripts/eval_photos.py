@@ -6,10 +6,11 @@
 
 The manifest ``scripts/eval_photos.json`` pins every photo as ``scripts/photo_pool.json`` does: a Debian
 wallpaper / background package or pyiqa's wheel (the sources photo_pool.json reserves: never trained on),
-the file inside it, the sha256 of that file, its licence and its original size. Each photo is fetched and
-prepared exactly as the photo pool's (scripts/photo_pool.py ``prepare``: upright, sRGB, Lanczos-downscaled so
-the longer side is at most ``max_side``, 1024 px) and saved as PNG. A source or photo that fails is reported
-on one line and skipped; the exit status is then 1.
+the file inside it, the sha256 of that file, its licence and its original size, and where the file carries
+a border that is no part of the photo (a black column, a bright line), the crop that cuts it. Each photo is
+fetched and prepared exactly as the photo pool's (scripts/photo_pool.py ``prepare``: cropped, upright, sRGB,
+Lanczos-downscaled so the longer side is at most ``max_side``, 1024 px) and saved as PNG. A source or photo
+that fails is reported on one line and skipped; the exit status is then 1.
 
 Then every eval photo is compared with every photo of the training pool (POOL/train and POOL/heldout, default
 ~/.cache/exda/photo-pool-v2, as ``python scripts/photo_pool.py POOL`` builds it): the sha256 of the decoded
@@ -41,14 +42,16 @@ MANIFEST = Path(__file__).with_suffix(".json")
 DEFAULT_DEST = Path("~/.cache/exda/eval-photos")
 DEFAULT_POOL = Path("~/.cache/exda/photo-pool-v2")
 FIELDS = ("name", "source", "path", "sha256", "licence", "original_size")
+OPTIONAL = ("crop",)  # left, top, right, bottom in source pixels: cuts a border the source file carries
 
 
 def load_manifest(path: Path) -> tuple[list[dict], int]:
-    """The manifest's photos (dicts with FIELDS) and the longest side (px) they are downscaled to."""
+    """The manifest's photos (dicts with FIELDS, maybe OPTIONAL) and the longest side (px) they are downscaled to."""
     data = json.loads(path.read_text())
     for entry in data["photos"]:
-        if set(entry) != set(FIELDS):
-            raise ValueError(f"{path}: photo {entry.get('name')!r} has fields {sorted(entry)}, expected {FIELDS}")
+        if not set(FIELDS) <= set(entry) <= {*FIELDS, *OPTIONAL}:
+            raise ValueError(f"{path}: photo {entry.get('name')!r} has fields {sorted(entry)}, expected {FIELDS} "
+                             f"and optionally {OPTIONAL}")
     return data["photos"], int(data["max_side"])
 
 
@@ -128,7 +131,7 @@ def _build(photos: list[dict], max_side: int, dest: Path, record: dict, failures
     for entry in photos:
         done = record.get(entry["name"])
         if done and done["sha256"] == entry["sha256"] and done["max_side"] == max_side \
-                and (dest / f"{entry['name']}.png").is_file():
+                and done.get("crop") == entry.get("crop") and (dest / f"{entry['name']}.png").is_file():
             built[entry["name"]] = done
         else:
             todo[entry["source"]].append(entry)
@@ -153,7 +156,8 @@ def _build(photos: list[dict], max_side: int, dest: Path, record: dict, failures
 def _write_photo(entry: dict, data: bytes | None, max_side: int, dest: Path) -> dict:
     data = check_sha256(data, entry["sha256"])
     photo = Photo(name=entry["name"], split="eval", source=entry["source"], path=entry["path"],
-                  sha256=entry["sha256"], licence=entry["licence"])
+                  sha256=entry["sha256"], licence=entry["licence"],
+                  crop=tuple(entry["crop"]) if entry.get("crop") else None)
     try:
         image = prepare(data, photo, max_side)
     except (OSError, ValueError) as err:
@@ -161,7 +165,8 @@ def _write_photo(entry: dict, data: bytes | None, max_side: int, dest: Path) -> 
     path = dest / f"{entry['name']}.png"
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return {"source": entry["source"], "sha256": entry["sha256"], "licence": entry["licence"],
-            "original_size": entry["original_size"], "size": list(image.size), "max_side": max_side}
+            "original_size": entry["original_size"], "crop": entry.get("crop"), "size": list(image.size),
+            "max_side": max_side}
 
 
 if __name__ == "__main__":
