@@ -37,7 +37,8 @@ def test_manifest_pins_reserved_sources_only_and_never_the_training_pool(evaluat
         assert re.fullmatch(r"pypi:[\w.-]+==[\w.]+|debian:[\w.+-]+=[\w.:~+-]+", entry["source"]), entry["source"]
         assert RESERVED.search(entry["source"]) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
         width, height = entry["original_size"]
-        assert width > 0 and height > 0
+        left, top, right, bottom = entry.get("crop", (0, 0, width, height))
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
     assert len({(entry["source"], entry["path"]) for entry in photos}) == len(photos)
     pool = json.loads((REPO / "scripts" / "photo_pool.json").read_text())
     pool_files = {(photo["source"], photo["path"]) for photo in pool["photos"]}
