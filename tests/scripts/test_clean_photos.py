@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "clean_photos.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "clean_photos.py"
 spec = importlib.util.spec_from_file_location("clean_photos", SCRIPT)
 clean_photos = importlib.util.module_from_spec(spec)
 sys.modules["clean_photos"] = clean_photos  # dataclasses look their module up here

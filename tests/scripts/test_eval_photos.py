@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESERVED = re.compile(r"desktop-base|wallpaper|background|pyiqa")  # photo_pool.json's RESERVED entry
 
 
