@@ -275,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "clean_photos.json",
                         help="where the JSON goes (the .md and _worst.png beside it)")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     try:
         checkpoints = args.checkpoint or [default_checkpoint("photo")]
         missing = [path for path in checkpoints if not path.is_file()]

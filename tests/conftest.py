@@ -21,6 +21,16 @@ from exda.engine.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_left_on():
+    """A test (or the code it calls) that switches autograd off for the whole process fails here, not in
+    whichever test happens to train next."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("autograd was left disabled for the whole process (torch.set_grad_enabled(False)?)")
+
 TINY_MODEL = "restormer_test"
 # The smallest training run: the tiny ExDA model, one degradation, 16 px patches, no validation.
 TINY_CONFIG: dict[str, Any] = {
