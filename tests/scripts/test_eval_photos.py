@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +17,8 @@ RESERVED = re.compile(r"desktop-base|wallpaper|background|pyiqa")  # photo_pool.
 
 
 @pytest.fixture(scope="module")
-def evaluation():
-    spec = importlib.util.spec_from_file_location("eval_photos", REPO / "scripts" / "eval_photos.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_photos"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["eval_photos"]
+def evaluation(load_script):
+    return load_script("eval_photos")
 
 
 def test_manifest_pins_reserved_sources_only_and_never_the_training_pool(evaluation) -> None:
@@ -69,7 +62,9 @@ def test_duplicate_check_finds_same_pixels_and_near_copies_across_the_sets_only(
     assert evaluation.pixel_digest(same) == evaluation.pixel_digest(pool[0])  # b and b2 (a pool pair): not reported
 
 
-def test_build_writes_the_photos_and_fails_loudly_on_a_pool_photo(evaluation, tmp_path: Path, monkeypatch) -> None:
+def test_build_writes_the_photos_and_fails_loudly_on_a_pool_photo(
+    evaluation, tmp_path: Path, monkeypatch, fake_fetcher
+) -> None:
     files = {}
     for name, seed in [("x.png", 0), ("y.png", 1)]:
         buffer = io.BytesIO()
@@ -80,15 +75,7 @@ def test_build_writes_the_photos_and_fails_loudly_on_a_pool_photo(evaluation, tm
                for name, data in files.items()]
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"max_side": 1024, "photos": entries}))
-    fetched = []
-
-    class FakeFetcher:
-        def __init__(self, folder: Path) -> None:
-            pass
-
-        def fetch(self, source: str, paths: list[str]) -> dict[str, bytes]:
-            fetched.append(source)
-            return {path: files[path] for path in paths}
+    FakeFetcher, fetched = fake_fetcher(files)
 
     monkeypatch.setattr(evaluation, "MANIFEST", manifest)
     monkeypatch.setattr(evaluation, "_Fetcher", FakeFetcher)

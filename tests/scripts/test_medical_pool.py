@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -22,13 +20,8 @@ RESERVED = re.compile(r"pydicom-data|desktop-base|wallpaper|background|pyiqa")
 
 
 @pytest.fixture(scope="module")
-def pool():
-    spec = importlib.util.spec_from_file_location("medical_pool", REPO / "scripts" / "medical_pool.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["medical_pool"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["medical_pool"]
+def pool(load_script):
+    return load_script("medical_pool")
 
 
 def test_manifest_is_complete_and_keeps_the_heldout_subjects_apart(pool) -> None:
@@ -93,7 +86,9 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_build_checks_hashes_writes_16bit_slices_and_skips_finished_work(pool, tmp_path: Path, monkeypatch) -> None:
+def test_build_checks_hashes_writes_16bit_slices_and_skips_finished_work(
+    pool, tmp_path: Path, monkeypatch, fake_fetcher
+) -> None:
     rng = np.random.default_rng(0)
     volume = np.zeros((67, 71, 65), np.int16)
     volume[5:60, 5:65, 1:] = rng.integers(100, 1000, (55, 60, 64))  # the bottom plane stays empty
@@ -115,15 +110,7 @@ def test_build_checks_hashes_writes_16bit_slices_and_skips_finished_work(pool, t
     entries[2]["sha256"] = "0" * 64  # a changed source: reported and skipped, the rest is built
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"files": entries}))
-    fetched = []
-
-    class FakeFetcher:
-        def __init__(self, folder: Path) -> None:
-            pass
-
-        def fetch(self, source: str, paths: list[str]) -> dict[str, bytes]:
-            fetched.append(source)
-            return {path: files[path] for path in paths}
+    FakeFetcher, fetched = fake_fetcher(files)
 
     monkeypatch.setattr(pool, "MANIFEST", manifest)
     monkeypatch.setattr(pool, "_Fetcher", FakeFetcher)

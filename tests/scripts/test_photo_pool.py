@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import importlib.util
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +18,8 @@ RESERVED = re.compile(r"desktop-base|wallpaper|background|pyiqa|pydicom-data")
 
 
 @pytest.fixture(scope="module")
-def pool():
-    spec = importlib.util.spec_from_file_location("photo_pool", REPO / "scripts" / "photo_pool.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["photo_pool"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["photo_pool"]
+def pool(load_script):
+    return load_script("photo_pool")
 
 
 def test_manifest_is_complete_and_keeps_the_validation_photos_apart(pool) -> None:
@@ -60,7 +53,9 @@ def _png(seed: int, size: tuple[int, int] = (40, 30)) -> bytes:
     return buffer.getvalue()
 
 
-def test_build_checks_hashes_skips_finished_work_and_adds_dead_leaves(pool, tmp_path: Path, monkeypatch) -> None:
+def test_build_checks_hashes_skips_finished_work_and_adds_dead_leaves(
+    pool, tmp_path: Path, monkeypatch, fake_fetcher
+) -> None:
     files = {"a.png": _png(0), "b.png": _png(1), "c.png": _png(2)}
     entries = [{"name": name[0], "split": split, "source": "pypi:fake==1", "path": name, "licence": "CC0",
                 "sha256": hashlib.sha256(files[name]).hexdigest()} for name, split in
@@ -68,15 +63,7 @@ def test_build_checks_hashes_skips_finished_work_and_adds_dead_leaves(pool, tmp_
     entries[2]["sha256"] = "0" * 64  # a changed source: reported and skipped, the rest is built
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"max_side": 1024, "photos": entries}))
-    fetched = []
-
-    class FakeFetcher:
-        def __init__(self, folder: Path) -> None:
-            pass
-
-        def fetch(self, source: str, paths: list[str]) -> dict[str, bytes]:
-            fetched.append(source)
-            return {path: files[path] for path in paths}
+    FakeFetcher, fetched = fake_fetcher(files)
 
     monkeypatch.setattr(pool, "MANIFEST", manifest)
     monkeypatch.setattr(pool, "_Fetcher", FakeFetcher)
