@@ -19,6 +19,8 @@
 #   (the 27 training photos of the old pool's sources: does the wider pool help?); each primitive alone.
 #   The photo side runs share default_photo's recipe and its constant learning rate up to their end
 #   (optim.schedule_iters=30000) and keep their EMA weights at steps 3,000 and 10,000 (train.keep_steps).
+#   The long pair trains with data.scene_colour (tinted clean scenes) from step 4,600 on, both networks
+#   alike; the short runs go without it, as the pair did to step 3,000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +39,9 @@ QUEUE=(default_photo_seed1 default_photo_plain_seed1 default_medical default_pho
 
 run_sets() {  # the config and --set flags of run $1 -> CONFIG, SETS
     local plain="model.kwargs={value_transform: 'off', global_token: 'off'}"
-    local short=(--set train.iters=3000 --set optim.schedule_iters=30000 --set "train.keep_steps=[3000]")
+    # The short runs are compared with the long pair's step 3,000, trained before data.scene_colour was on.
+    local short=(--set train.iters=3000 --set optim.schedule_iters=30000 --set "train.keep_steps=[3000]"
+                 --set data.scene_colour=0)
     CONFIG=default_photo
     SETS=(--set "data.root=$POOL/train" --set "data.val_root=$POOL/heldout")
     case "$1" in

@@ -113,6 +113,11 @@ class SyntheticDataset(RestorationDataset):
 
     The crop is taken before degrading (cheaper, and the degradation sees the training patch); the task
     label is the degradation name unless ``tasks`` gives one label per degradation.
+
+    ``scene_colour`` > 0 (RGB only) tints half of the clean crops before they are degraded: each channel is
+    scaled by exp(scene_colour * z_c) / max_c exp(scene_colour * z_c), z_c ~ N(0, 1), so a scene of one
+    colour (green leaves, a sunset) is a clean target to keep, not a cast to remove. Without it a model
+    trained on underwater pairs learns that every image short of red needs red added.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class SyntheticDataset(RestorationDataset):
         *,
         tasks: Sequence[str] | None = None,
         strength: float = 1.0,
+        scene_colour: float = 0.0,
         **options: Any,
     ) -> None:
         from exda.degradations import get_degradation
@@ -134,7 +140,12 @@ class SyntheticDataset(RestorationDataset):
             raise UserError("on-the-fly degradation needs at least one degradation name")
         if tasks is not None and len(tasks) != len(degradations):
             raise ValueError("tasks must give one label per degradation")
+        if scene_colour < 0:
+            raise UserError(f"scene_colour must be >= 0, got {scene_colour}")
+        if scene_colour and transform.in_channels != 3:
+            raise UserError("scene_colour tints RGB images: it needs in_channels 3")
         self.images, self.transform, self.strength = list(images), transform, strength
+        self.scene_colour = scene_colour
         self.degradations = [get_degradation(name) for name in degradations]
         self.tasks = list(tasks) if tasks is not None else list(degradations)
 
@@ -145,6 +156,8 @@ class SyntheticDataset(RestorationDataset):
         which, image = divmod(index, len(self.images))
         degradation, task = self.degradations[which], self.tasks[which]
         (gt,) = self.transform([self.images[image].load()], generator)
+        if self.scene_colour:  # drawn only when on, so runs without it see the data they always saw
+            gt = tint_scene(gt, self.scene_colour, generator)
         params = degradation.sample_params(gt[None], generator, self.strength)
         lq = degradation.apply(gt[None], **params)[0]
         return {"lq": lq, "gt": gt, "task": task, "name": f"{self.images[image].name}_{task}", "params": params}
@@ -171,6 +184,16 @@ class MixedDataset(RestorationDataset):
         which = int(np.searchsorted(self.offsets, index, side="right")) - 1
         part = self.parts[which]
         return part.make_item((index - int(self.offsets[which])) % part.num_items(), generator)
+
+
+def tint_scene(image: torch.Tensor, spread: float, generator: torch.Generator) -> torch.Tensor:
+    """With probability 1/2, ``image`` (3 x H x W in [0, 1]) with its channels scaled by gains in (0, 1],
+    the largest exactly 1: exp(spread * z) / max exp(spread * z), z ~ N(0, 1) per channel."""
+    draws = torch.randn(4, generator=generator)
+    if draws[0] < 0:
+        return image
+    gains = torch.exp(spread * draws[1:])
+    return image * (gains / gains.max()).view(3, 1, 1)
 
 
 def collate_restoration(batch: list[Item]) -> dict[str, Any]:

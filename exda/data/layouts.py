@@ -188,7 +188,8 @@ def _is_medical(degradations: Sequence[str]) -> bool:
 
 
 def _synthetic_parts(
-    root: Path | None, train: bool, degradations: Sequence[str], transform: PairTransform, strength: float
+    root: Path | None, train: bool, degradations: Sequence[str], transform: PairTransform, strength: float,
+    scene_colour: float,
 ) -> list[RestorationDataset]:
     if not degradations:
         raise UserError("the synthetic layout needs at least one degradation name")
@@ -202,7 +203,8 @@ def _synthetic_parts(
         images = _clean_images(list_images(root))
         if not images:
             raise UserError(f"synthetic layout: no images in {root}")
-    return [SyntheticDataset(images, [name], transform, strength=strength) for name in degradations]
+    return [SyntheticDataset(images, [name], transform, strength=strength, scene_colour=scene_colour)
+            for name in degradations]
 
 
 def build_dataset(
@@ -218,12 +220,14 @@ def build_dataset(
     length: int | None = None,
     strength: float = 1.0,
     task_repeats: Mapping[str, int] | None = None,
+    scene_colour: float = 0.0,
 ) -> Dataset:
     """The dataset for ``layout`` under ``root`` and ``split`` ("train", or "test"/"val": fixed per index).
 
     ``in_channels`` None means the layout's default (1 for medical data, 3 otherwise). ``task_repeats``
     repeats a task's items that many times per epoch (e.g. the small Rain100L set in deg3 training).
-    ``degradations`` is used by the ``synthetic`` layout only.
+    ``degradations`` and ``scene_colour`` (tinted clean scenes: :class:`SyntheticDataset`) are used by the
+    ``synthetic`` layout only.
     """
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
@@ -231,6 +235,8 @@ def build_dataset(
         raise UserError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
     if degradations and layout != "synthetic":
         raise UserError(f"degradations apply to the synthetic layout only, not '{layout}'")
+    if scene_colour and layout != "synthetic":
+        raise UserError(f"scene_colour applies to the synthetic layout only, not '{layout}'")
     root_path = None if root is None else Path(root).expanduser()
     if root_path is None and layout != "synthetic":
         raise UserError(f"the {layout} layout needs a data folder")
@@ -250,7 +256,7 @@ def build_dataset(
     elif layout == "medical":
         parts = _medical_parts(root_path, train, transform)
     else:
-        parts = _synthetic_parts(root_path, train, degradations, transform, strength)
+        parts = _synthetic_parts(root_path, train, degradations, transform, strength, scene_colour)
     _apply_repeats(parts, task_repeats or {})
     if layout == "synthetic" and train and length is None:
         length = max(sum(len(part) for part in parts), SYNTHETIC_TRAIN_LENGTH)

@@ -51,6 +51,7 @@ class DataConfig:
     in_channels: int = 3
     strength: float = 1.0
     augment: bool = True
+    scene_colour: float = 0.0  # tint half the clean training crops (log-gain spread; synthetic layout, RGB)
     task_repeats: dict[str, int] = field(default_factory=dict)  # e.g. {derain: 120}, as PromptIR's loader
     val_layout: str | None = None  # None = same as layout
     val_root: str | None = None  # None = same as root

@@ -248,7 +248,7 @@ class Trainer:
             data.layout, data.root, "train", degradations=tuple(data.degradations),
             patch_size=stage.patch_size, augment=data.augment, in_channels=data.in_channels,
             seed=self.config.train.seed, length=data.length, strength=data.strength,
-            task_repeats=data.task_repeats,
+            task_repeats=data.task_repeats, scene_colour=data.scene_colour,
         )
         sampler = ResumableSampler(
             dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True,

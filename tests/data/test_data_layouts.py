@@ -241,6 +241,31 @@ def test_synthetic_layout_from_folder(tmp_path: Path) -> None:
         build_dataset("synthetic", tmp_path, "train", degradations=["fog_of_war"])
 
 
+def test_scene_colour_tints_half_the_clean_crops_and_is_off_by_default(tmp_path: Path) -> None:
+    _write(tmp_path, ["x.png", "y.png"])
+    plain = build_dataset("synthetic", tmp_path, "train", degradations=["clean"], patch_size=16, length=64)
+    tinted = build_dataset("synthetic", tmp_path, "train", degradations=["clean"], patch_size=16, length=64,
+                           scene_colour=0.4)
+    ratios = []
+    for index in range(64):
+        before, after = plain[index], tinted[index]
+        assert torch.equal(after["lq"], after["gt"])  # an identity pair stays one
+        gains = after["gt"].sum((1, 2)) / before["gt"].sum((1, 2))  # the same crop, scaled per channel
+        torch.testing.assert_close(after["gt"], before["gt"] * gains.view(3, 1, 1))
+        assert float(gains.max()) == pytest.approx(1.0) and float(gains.min()) > 0
+        ratios.append(float(gains.min()))
+    changed = sum(ratio < 0.999 for ratio in ratios)
+    assert 16 <= changed <= 48  # about half
+    assert min(ratios) < 0.7  # strong enough to make a red-starved (underwater-looking) scene
+    with pytest.raises(UserError, match="synthetic layout only"):
+        _paired_tree(tmp_path / "p")
+        build_dataset("paired", tmp_path / "p", "train", scene_colour=0.4)
+    with pytest.raises(UserError, match="in_channels 3"):
+        build_dataset("synthetic", tmp_path, "train", degradations=["clean"], in_channels=1, scene_colour=0.4)
+    with pytest.raises(UserError, match=">= 0"):
+        build_dataset("synthetic", tmp_path, "train", degradations=["clean"], scene_colour=-1)
+
+
 def test_synthetic_layout_from_sample_photos() -> None:
     train = build_dataset("synthetic", None, "train", degradations=["haze"], patch_size=24, augment=True)
     assert len(train) >= 1024  # small pools repeat to a useful epoch
