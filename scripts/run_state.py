@@ -11,15 +11,17 @@ position, scheduler, RNG, config, and where each tensor lies in the file), the r
 weights rounded to bf16: they are for comparisons, not for resuming). ``pack --final`` of a finished run
 (step = ``train.iters``) that will not be extended keeps only its logs and kept checkpoints.
 
-The state is stored for git, which zlib-compresses each file version and keeps every one: the weights stay
-fp32 and exact; the EMA weights are rounded to bf16; AdamW's first moment and the square root of its
-second moment are rounded to fp8 (e4m3, one fp32 scale per block of 128 values, about 6% relative error:
-the moments are running averages that the next steps renew). Each group is stored as byte planes (all
-first bytes, then all second bytes, ...), where the sign-and-exponent planes compress well. About 7 bytes
-per parameter reach the repository, against 16 in a checkpoint. Resuming is therefore not bit-exact; the
-data order, the step and the schedule continue exactly. Each file is written atomically, ``state.json``
-last, so an interrupted pack leaves the previous state readable. ``unpack`` also reads the older format
-(``exda-run-state-v1``: bf16 moments, no byte planes).
+The state is stored for git, which zlib-compresses each file version and keeps every one: the EMA weights
+are rounded to bf16; the weights are stored as their difference from those rounded EMA weights (a few
+hundred steps of updates, far smaller than the weights) in fp8 (e4m3, one fp32 scale per block of 128
+values, about 6% relative error of the difference); AdamW's first moment and the square root of its second
+moment are rounded to fp8 the same way (the moments are running averages that the next steps renew). The
+EMA is stored as byte planes (all first bytes, then all second bytes), whose sign-and-exponent plane
+compresses well. About 5 bytes per parameter reach the repository, against 16 in a checkpoint. Resuming is
+therefore not bit-exact; the data order, the step and the schedule continue exactly. Each file is written
+atomically, ``state.json`` last, so an interrupted pack leaves the previous state readable. ``unpack`` also
+reads the older formats (``exda-run-state-v2``: fp32 weights; ``exda-run-state-v1``: bf16 moments, no byte
+planes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import json
 import shutil
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,9 @@ from exda.engine.checkpoint import load_training_state, save_checkpoint
 from exda.errors import UserError
 from exda.models import create_model
 
-FORMAT = "exda-run-state-v2"
-OLD_FORMAT = "exda-run-state-v1"
+FORMAT = "exda-run-state-v3"
+V2_FORMAT = "exda-run-state-v2"
+V1_FORMAT = "exda-run-state-v1"
 LOGS = ("train.log", "validation.jsonl", "config.yaml")
 BLOCK = 128  # values per fp8 scale
 
@@ -89,6 +93,15 @@ def _unpack_moments(tensors: dict[str, torch.Tensor], slot: str, shapes: list[li
     return _split(flat.square() if slot == "exp_avg_sq" else flat, shapes)
 
 
+def _residual(model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The weights minus the EMA weights as stored (bf16), flat, in key order."""
+    return torch.cat([(model[k].float() - ema[k].to(torch.bfloat16).float()).reshape(-1) for k in model])
+
+
+def _relative_rms(values: torch.Tensor, reference: torch.Tensor) -> float:
+    return round(float(values.square().sum().sqrt() / reference.square().sum().sqrt()), 6)
+
+
 def _round_kept(src: Path, dst: Path) -> None:
     """A kept checkpoint's weights rounded to bf16 (``src`` -> ``dst``)."""
     save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(src)).items()},
@@ -117,8 +130,14 @@ def pack(run_dir: Path, state_dir: Path, final: bool = False) -> None:
     train_state = dict(saved["train_state"])
     optimizer = train_state.pop("optimizer")
     model_keys, ema_keys = list(saved["model"]), list(saved["ema"])
-    tensors = {"model": byte_planes([saved["model"][k] for k in model_keys], torch.float32),
-               "ema": byte_planes([saved["ema"][k] for k in ema_keys], torch.bfloat16)}
+    if model_keys != ema_keys or not all(v.is_floating_point() for v in saved["model"].values()):
+        raise UserError(f"{run_dir}: run_state packs a run whose EMA holds the same floating-point tensors")
+    tensors = {"ema": byte_planes([saved["ema"][k] for k in ema_keys], torch.bfloat16)}
+    residual = _residual(saved["model"], saved["ema"])
+    tensors["model.residual"], tensors["model.residual.scale"] = to_fp8(residual)
+    weights = torch.cat([v.float().reshape(-1) for v in saved["model"].values()])
+    error = from_fp8(tensors["model.residual"], tensors["model.residual.scale"], residual.numel()) - residual
+    rounding = {"weights_rms_error": _relative_rms(error, weights), "residual_rms": _relative_rms(residual, weights)}
     indices = sorted(optimizer["state"], key=int)
     scalars: dict[str, dict[str, Any]] = {}
     moments: dict[str, list[torch.Tensor]] = {}
@@ -138,21 +157,24 @@ def pack(run_dir: Path, state_dir: Path, final: bool = False) -> None:
         "format": FORMAT, "model_name": saved["model_name"], "model_kwargs": saved["model_kwargs"],
         "step": saved["step"], "config": saved["config"], "metrics": saved["metrics"],
         "optimizer": {"param_groups": optimizer["param_groups"], "scalars": scalars},
-        "layout": {"model": [[k, list(saved["model"][k].shape)] for k in model_keys],
-                   "ema": [[k, list(saved["ema"][k].shape)] for k in ema_keys],
+        "layout": {"ema": [[k, list(saved["ema"][k].shape)] for k in ema_keys],  # the weights' too
                    "moments": [[str(i), list(optimizer["state"][i]["exp_avg"].shape)] for i in indices
                                if "exp_avg" in optimizer["state"][i]]},
         "train_state": train_state,
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(state_dir / "state.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    stored = (state_dir / "state.safetensors").read_bytes()
+    # what it costs the repository (git stores each version zlib-compressed) and what rounding did to the weights
+    record["stored"] = {"bytes": len(stored), "zlib_bytes": len(zlib.compress(stored, 6)), **rounding}
     for name in LOGS:
         if (run_dir / name).is_file():
             atomic_write(state_dir / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
     _copy_kept(run_dir / "checkpoints", state_dir, round_weights=True)
     atomic_write(state_dir / "state.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    size = sum(p.stat().st_size for p in state_dir.iterdir()) / 2**20
-    print(f"packed step {saved['step']} of {run_dir} into {state_dir} ({size:.1f} MiB)")
+    in_git = record["stored"]["zlib_bytes"] / 2**20
+    print(f"packed step {saved['step']} of {run_dir} into {state_dir}: {in_git:.1f} MiB in git, "
+          f"weights within {100 * rounding['weights_rms_error']:.2f}% rms")
 
 
 def _pack_finished(run_dir: Path, state_dir: Path, saved: dict[str, Any]) -> None:
@@ -175,7 +197,7 @@ def unpack(state_dir: Path, run_dir: Path) -> None:
     record = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if record.get("finished"):
         raise UserError(f"the run in {state_dir} finished at step {record['step']}: nothing to resume")
-    if not weights_path.is_file() or record.get("format") not in (FORMAT, OLD_FORMAT):
+    if not weights_path.is_file() or record.get("format") not in (FORMAT, V2_FORMAT, V1_FORMAT):
         raise UserError(f"{state_dir} holds no packed run state ({FORMAT}: state.json + state.safetensors)")
     if (run_dir / "checkpoints").exists():
         raise UserError(f"{run_dir} already holds checkpoints; unpack into a new folder")
@@ -186,12 +208,19 @@ def unpack(state_dir: Path, run_dir: Path) -> None:
     state: dict[int, dict[str, Any]] = {}
     for index, scalars in record["optimizer"]["scalars"].items():
         state[int(index)] = {slot: torch.tensor(value, dtype=torch.float32) for slot, value in scalars.items()}
-    if record["format"] == FORMAT:
+    if record["format"] in (FORMAT, V2_FORMAT):
         layout = record["layout"]
-        for group, module, dtype in (("model", model, torch.float32), ("ema", ema, torch.bfloat16)):
-            keys, shapes = zip(*layout[group], strict=True)
-            values = from_byte_planes(tensors[group], dtype, list(shapes))
-            module.load_state_dict({k: v.to(fp32[k]) for k, v in zip(keys, values, strict=True)})
+        keys, shapes = zip(*layout["ema"], strict=True)
+        ema_values = from_byte_planes(tensors["ema"], torch.bfloat16, list(shapes))
+        ema.load_state_dict({k: v.to(fp32[k]) for k, v in zip(keys, ema_values, strict=True)})
+        if record["format"] == FORMAT:  # the weights: EMA (bf16) + their fp8 difference
+            count = sum(v.numel() for v in ema_values)
+            residual = _split(from_fp8(tensors["model.residual"], tensors["model.residual.scale"], count), list(shapes))
+            values = [e.float() + r for e, r in zip(ema_values, residual, strict=True)]
+        else:
+            keys, shapes = zip(*layout["model"], strict=True)
+            values = from_byte_planes(tensors["model"], torch.float32, list(shapes))
+        model.load_state_dict({k: v.to(fp32[k]) for k, v in zip(keys, values, strict=True)})
         indices, shapes = zip(*layout["moments"], strict=True) if layout["moments"] else ((), ())
         for slot in ("exp_avg", "exp_avg_sq"):
             for index, value in zip(indices, _unpack_moments(tensors, slot, list(shapes)), strict=True):

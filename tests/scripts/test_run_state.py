@@ -37,7 +37,7 @@ def test_packed_state_resumes_the_run(tmp_path: Path) -> None:
     run_state.pack(tmp_path / "run", tmp_path / "state")
     packed = sum(p.stat().st_size for p in (tmp_path / "state").glob("state.*"))
     full_size = sum(p.stat().st_size for p in (tmp_path / "run" / "checkpoints").glob("last.*"))
-    assert packed < 0.8 * full_size
+    assert packed < 0.6 * full_size
     run_state.unpack(tmp_path / "state", tmp_path / "resumed")
     assert (tmp_path / "resumed" / "train.log").is_file()
     kept = [tmp_path / d / "step_1.safetensors" for d in ("run/checkpoints", "state", "resumed/checkpoints")]
@@ -46,8 +46,9 @@ def test_packed_state_resumes_the_run(tmp_path: Path) -> None:
     assert all(torch.equal(stored[k], v.to(torch.bfloat16)) for k, v in trained.items())
     packed_state = load_training_state(tmp_path / "resumed")
     original = load_training_state(tmp_path / "run")
-    for name, tensor in original["model"].items():  # the weights come back exactly
-        assert torch.equal(packed_state["model"][name], tensor), name
+    for name, tensor in original["model"].items():  # the weights: within fp8 of their distance from the EMA
+        distance = (tensor - original["ema"][name].to(torch.bfloat16).float()).abs().max().item()
+        torch.testing.assert_close(packed_state["model"][name], tensor, rtol=0, atol=0.07 * distance + 1e-12)
     for index, slots in original["train_state"]["optimizer"]["state"].items():  # the moments within fp8
         for slot, rtol in (("exp_avg", 0.07), ("exp_avg_sq", 0.13)):  # the second moment's root is stored
             back = packed_state["train_state"]["optimizer"]["state"][index][slot]
