@@ -88,14 +88,20 @@ def probe(checkpoint: Path, photos: dict[str, torch.Tensor]) -> dict:
             "step": info.step, "seconds": round(time.perf_counter() - start, 1), "shifts": rows}
 
 
+def _label(checkpoint: Path) -> str:
+    """``default_photo/last`` for a run folder's checkpoint (``<run>/checkpoints/last.safetensors``)."""
+    folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return f"{folder.name}/{checkpoint.stem}"
+
+
 def to_markdown(record: dict) -> str:
     runs = record["checkpoints"]
     lines = [f"# Tinted clean photos through the photo model (`{record['command']}`)", "",
              f"{record['photo_count']} clean photos from {record['photos']}, longer side <= {record['max_side']} px, "
              f"fp32; {record['machine']['cpu']}, {record['machine']['date']}. Mean shift R, G, B (output - input, "
              "8-bit levels): a tinted clean photo should come back unchanged (0, 0, 0).", "",
-             "| input | " + " | ".join(f"{Path(run['checkpoint']).parent.name}/{Path(run['checkpoint']).stem} "
-                                     f"(step {run['step']})" for run in runs) + " |",
+             "| input | " + " | ".join(f"{_label(Path(run['checkpoint']))} (step {run['step']})"
+                                     for run in runs) + " |",
              "|---|" + "---|" * len(runs)]
     for label in runs[0]["shifts"]:
         cells = [", ".join(f"{v:+.2f}" for v in run["shifts"][label]) for run in runs]

@@ -117,7 +117,9 @@ class SyntheticDataset(RestorationDataset):
     ``scene_colour`` > 0 (RGB only) tints half of the clean crops before they are degraded: each channel is
     scaled by exp(scene_colour * z_c) / max_c exp(scene_colour * z_c), z_c ~ N(0, 1), so a scene of one
     colour (green leaves, a sunset) is a clean target to keep, not a cast to remove. Without it a model
-    trained on underwater pairs learns that every image short of red needs red added.
+    trained on underwater pairs learns that every image short of red needs red added. A degradation that
+    casts a colour itself (``casts_colour``: underwater) keeps its clean crops untinted
+    (benchmarks/results/scene_colour_trial.md).
     """
 
     def __init__(
@@ -156,7 +158,8 @@ class SyntheticDataset(RestorationDataset):
         which, image = divmod(index, len(self.images))
         degradation, task = self.degradations[which], self.tasks[which]
         (gt,) = self.transform([self.images[image].load()], generator)
-        if self.scene_colour:  # drawn only when on, so runs without it see the data they always saw
+        # drawn only when on, so that runs without it see the data they always saw
+        if self.scene_colour and not degradation.casts_colour:
             gt = tint_scene(gt, self.scene_colour, generator)
         params = degradation.sample_params(gt[None], generator, self.strength)
         lq = degradation.apply(gt[None], **params)[0]

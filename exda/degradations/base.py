@@ -51,6 +51,9 @@ class Degradation(ABC):
     """
 
     uses_depth: bool = False  # whether ``apply`` accepts an optional ``depth`` map
+    # whether it changes the colour balance itself (underwater): data.scene_colour leaves its clean crops
+    # untinted, so the cast a model learns to remove is the one this degradation adds
+    casts_colour: bool = False
 
     def __init__(self, name: str, description: str, task: str, stage: Stage) -> None:
         self.name = name

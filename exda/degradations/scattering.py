@@ -73,6 +73,7 @@ class Underwater(Degradation):
     """
 
     uses_depth = True
+    casts_colour = True
 
     def __init__(self) -> None:
         super().__init__("underwater", "underwater: revised formation model (Akkaynak-Treibitz), Jerlov water "

@@ -257,6 +257,10 @@ def test_scene_colour_tints_half_the_clean_crops_and_is_off_by_default(tmp_path:
     changed = sum(ratio < 0.999 for ratio in ratios)
     assert 16 <= changed <= 48  # about half
     assert min(ratios) < 0.7  # strong enough to make a red-starved (underwater-looking) scene
+    # underwater casts its own colour: its clean crops stay as they are, the same items as without the option
+    underwater = [build_dataset("synthetic", tmp_path, "train", degradations=["underwater"], patch_size=16,
+                                length=8, scene_colour=spread) for spread in (0.0, 0.4)]
+    assert all(torch.equal(underwater[0][i]["gt"], underwater[1][i]["gt"]) for i in range(8))
     with pytest.raises(UserError, match="synthetic layout only"):
         _paired_tree(tmp_path / "p")
         build_dataset("paired", tmp_path / "p", "train", scene_colour=0.4)
