@@ -32,7 +32,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from exda.atomic import atomic_write
-from exda.data.io import IMAGE_SUFFIXES, to_tensor
+from exda.data import io
+from exda.data.io import to_tensor
 from exda.engine.bench import machine_info
 from exda.errors import UserError
 from exda.inference.checkpoint_format import file_digest
@@ -158,20 +159,9 @@ def summarise(rows: list[PhotoResult]) -> dict:
 
 
 def load_photos(folder: Path, max_side: int) -> dict[str, np.ndarray]:
-    """{name: H x W x 3 float32 in [0, 1]} of the folder's images, each downscaled to at most ``max_side`` px."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not paths:
-        raise UserError(f"no images in {folder}" + (": build the eval photos with python scripts/eval_photos.py"
-                                                    if folder == EVAL_PHOTOS.expanduser() else ""))
-    photos = {}
-    for path in paths:
-        try:
-            image = Image.open(path).convert("RGB")
-        except OSError as err:
-            raise UserError(f"cannot read {path}: {err}") from err
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        photos[path.stem] = np.asarray(image, np.float32) / 255.0
-    return photos
+    """{name: H x W x 3 float32 in [0, 1]}: the folder's photos at most ``max_side`` px (exda.data.io)."""
+    hint = "build the eval photos with python scripts/eval_photos.py" if folder == EVAL_PHOTOS.expanduser() else ""
+    return io.load_photos(folder, max_side, hint)
 
 
 def evaluate(checkpoint: Path, photos: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from exda.atomic import atomic_write
+from exda.data.io import load_photos, save_image
 from exda.data.layouts import build_dataset
 from exda.engine.evaluate import evaluate_model, finite_or_none
 from exda.inference.checkpoint_format import file_digest
@@ -67,10 +67,8 @@ def kept_checkpoints(training: Path, runs: Path) -> dict[tuple[str, int], Path]:
 def heldout_photos(pool: Path, max_side: int, dest: Path) -> Path:
     """The held-out photos, each downscaled (Lanczos) so its longer side is at most ``max_side`` px."""
     dest.mkdir(parents=True, exist_ok=True)
-    for src in sorted((pool / "heldout").glob("*.png")):
-        image = Image.open(src).convert("RGB")
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        image.save(dest / src.name)
+    for name, pixels in load_photos(pool / "heldout", max_side).items():
+        save_image(dest / f"{name}.png", pixels)
     return dest
 
 

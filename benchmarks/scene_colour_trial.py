@@ -23,11 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from exda.atomic import atomic_write
+from exda.data.io import load_photo, to_tensor
 from exda.data.layouts import build_dataset
 from exda.engine.bench import machine_info
 from exda.engine.evaluate import evaluate_model
@@ -47,12 +46,10 @@ RED_GAINS = (0.5, 0.35)
 
 
 def photo(path: Path, side: int) -> torch.Tensor:
-    """1 x 3 x H x W in [0, 1], at most ``side`` px, cropped to multiples of 8."""
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((side, side), Image.Resampling.LANCZOS)
-    pixels = np.asarray(image, dtype=np.float32) / 255
+    """1 x 3 x H x W in [0, 1], at most ``side`` px, cropped to multiples of 8 (the network is called directly)."""
+    pixels = load_photo(path, side)
     height, width = pixels.shape[0] // 8 * 8, pixels.shape[1] // 8 * 8
-    return torch.from_numpy(pixels[:height, :width].transpose(2, 0, 1).copy())[None]
+    return to_tensor(pixels[:height, :width]).unsqueeze(0)
 
 
 def measure(checkpoint: Path, ema: bool, heldout: Path, tinted: list[torch.Tensor],

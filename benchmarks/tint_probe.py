@@ -21,12 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from exda.atomic import atomic_write
-from exda.data.io import IMAGE_SUFFIXES, to_tensor
+from exda.data import io
+from exda.data.io import to_tensor
 from exda.degradations import get_degradation
 from exda.engine.bench import machine_info
 from exda.errors import UserError
@@ -49,19 +48,8 @@ UNDERWATER = "underwater input (seed 0)"
 
 
 def load_photos(folder: Path, max_side: int) -> dict[str, torch.Tensor]:
-    """{name: 1 x 3 x H x W in [0, 1]}, each downscaled (Lanczos) to at most ``max_side`` px."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not paths:
-        raise UserError(f"no photos in {folder}")
-    photos = {}
-    for path in paths:
-        try:
-            image = Image.open(path).convert("RGB")
-        except OSError as err:
-            raise UserError(f"cannot read {path}: {err}") from err
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        photos[path.stem] = to_tensor(np.asarray(image, dtype=np.float32) / 255).unsqueeze(0)
-    return photos
+    """{name: 1 x 3 x H x W in [0, 1]}: the folder's photos at most ``max_side`` px (exda.data.io.load_photos)."""
+    return {name: to_tensor(pixels).unsqueeze(0) for name, pixels in io.load_photos(folder, max_side).items()}
 
 
 def probe(checkpoint: Path, photos: dict[str, torch.Tensor]) -> dict:

@@ -34,6 +34,7 @@ from exda.errors import UserError
 IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".npy", ".dcm", ".nii", ".nii.gz",
 )
+PHOTO_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # Pillow reads them
 SAVE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg", ".webp")
 LOSSY_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".webp")  # 8 bit only; quality applies
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb error limit (2 x Image.MAX_IMAGE_PIXELS)
@@ -359,6 +360,30 @@ def _write_raster(target: Path, arr: np.ndarray, bit_depth: int, suffix: str) ->
         photometric="rgb" if color else "minisblack",
         extrasamples=("unassalpha",) if channels in (2, 4) else None,
     )
+
+
+def load_photo(path: str | Path, max_side: int) -> np.ndarray:
+    """An 8-bit photo as H x W x 3 float32 in [0, 1], downscaled (Lanczos) so its longer side is at most
+    ``max_side`` px: the evaluation photos of the benchmarks. An unreadable file is one UserError line."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err}") from err
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def load_photos(folder: str | Path, max_side: int, hint: str = "") -> dict[str, np.ndarray]:
+    """{file stem: :func:`load_photo`} for the PNG / JPEG / BMP / WebP / TIFF images directly in ``folder``,
+    sorted by name. No such image is one UserError line (``hint`` appended: how to make them)."""
+    folder = Path(folder)
+    paths = [p for p in list_images(folder) if image_suffix(p) in PHOTO_SUFFIXES] if folder.is_dir() else []
+    if not paths:
+        raise UserError(f"no photos in {folder}" + (f": {hint}" if hint else ""))
+    return {image_stem(path): load_photo(path, max_side) for path in paths}
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

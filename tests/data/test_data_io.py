@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from exda.data.io import IMAGE_SUFFIXES, list_images, load_image, save_image, to_numpy, to_tensor
+from exda.data.io import IMAGE_SUFFIXES, list_images, load_image, load_photos, save_image, to_numpy, to_tensor
 from exda.errors import UserError
 
 H, W = 31, 37
@@ -196,3 +196,23 @@ def test_tensor_conversions_round_trip() -> None:
     assert tensor.shape == (3, H, W) and tensor.dtype == torch.float32
     np.testing.assert_array_equal(to_numpy(tensor), pixels)
     assert to_tensor(pixels[:, :, 0]).shape == (1, H, W)
+
+
+def test_load_photos_downscales_the_photos_only_and_names_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    Image.fromarray(pixels[:, :, 0]).save(tmp_path / "grey.jpg")  # grey becomes RGB
+    np.save(tmp_path / "array.npy", pixels)  # not a photo: skipped
+    (tmp_path / "notes.txt").write_text("x")
+    photos = load_photos(tmp_path, 45)
+    assert list(photos) == ["grey", "wide"]
+    assert photos["wide"].shape == (30, 45, 3) and photos["grey"].shape == (30, 45, 3)
+    assert photos["wide"].dtype == np.float32 and 0.0 <= photos["wide"].min() and photos["wide"].max() <= 1.0
+    full = load_photos(tmp_path, 1000)["wide"]  # no upscaling; exact levels at full size
+    np.testing.assert_array_equal(full, pixels.astype(np.float32) / 255)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="cannot read .*broken.png"):
+        load_photos(tmp_path, 45)
+    with pytest.raises(UserError, match=r"^no photos in .*empty: make them$"):
+        load_photos(tmp_path / "empty", 45, "make them")

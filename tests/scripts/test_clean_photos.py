@@ -74,6 +74,6 @@ def test_clean_pass_through_meets_every_goal_and_a_folder_without_images_is_one_
     ref = photo()
     summary = clean_photos.summarise([clean_photos.measure("same", ref.copy(), ref)])
     assert summary["all_pass"] and summary["goals"]["min_psnr"]["value"] == clean_photos.PSNR_CAP
-    with pytest.raises(clean_photos.UserError, match="no images in"):
+    with pytest.raises(clean_photos.UserError, match="no photos in"):
         clean_photos.load_photos(tmp_path, 512)
     assert clean_photos.main(["--photos", str(tmp_path), "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
