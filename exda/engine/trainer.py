@@ -66,8 +66,8 @@ SAMPLE_IMAGES = 4
 BENCHMARK_LAYOUTS = ("deg3", "deg5", "cdd11", "medical")  # their "val" split is the test folders
 # What fixes the sequence of training batches: resuming with another value would not continue the run.
 RESUME_FIXED_KEYS = (
-    "data.batch_size", "data.length", "data.layout", "data.root", "data.degradations", "data.patch_size",
-    "data.progressive", "train.seed",
+    "data.batch_size", "data.length", "data.layout", "data.root", "data.degradations", "data.task_repeats",
+    "data.patch_size", "data.progressive", "train.seed",
 )
 
 

@@ -389,3 +389,18 @@ def test_training_doc_size_table_matches_its_results_file() -> None:
         cells = (f"| {row['params']:,} | {row['patch']} x {row['batch']} | {row['steps']} | "
                  f"{mid['mean_psnr']:.2f} ({mid['hours']:.2f} h) / {row['final_mean_psnr']:.2f} |")
         assert cells in text, f"docs/training.md lacks (or quotes differently) {row['name']}: {cells}"
+
+
+def test_training_doc_haze_table_matches_its_results_file() -> None:
+    """docs/training.md's haze arms: arm - control for haze, clean and the mean, as haze_trial.md computes them."""
+    text = document("docs/training.md")
+    record = load("haze_trial.json")
+    assert len(record["arms"]) == 2
+    for arm in record["arms"]:
+        control, changed = arm["control"]["psnr"], arm["arm"]["psnr"]
+        cells = " | ".join(f"{changed[t] - control[t]:+.2f} dB" for t in ("haze", "clean", "average"))
+        assert f"-{arm['arm']['step']:,} | {cells} |" in text, f"docs/training.md lacks {arm['label']}: {cells}"
+    dcp = record["dark_channel"]
+    assert (f"from {dcp['haze']['input']['mean']:.1f} to {dcp['haze']['dark_channel']['mean']:.1f} dB but takes the "
+            f"clean ones down to {dcp['clean']['dark_channel']['mean']:.1f} dB "
+            f"({dcp['clean']['dark_channel']['min']:.1f} dB at worst)") in " ".join(text.split())

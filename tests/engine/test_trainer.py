@@ -24,6 +24,7 @@ from exda.engine.losses import RestorationLoss, charbonnier_loss, fft_amplitude_
 from exda.engine.trainer import (
     ResumableSampler,
     Trainer,
+    resume_mismatches,
     stage_at,
     train,
     training_precision,
@@ -396,6 +397,14 @@ def test_time_limit_stops_with_a_complete_checkpoint(tmp_path: Path) -> None:
     (record,) = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
     assert record["step"] == 1 and record["train_hours"] > 0 and set(record["per_task"]) == {"noise25", "rain"}
     assert state["train_state"]["train_seconds"] == pytest.approx(record["train_hours"] * 3600, rel=0.5)
+
+
+def test_a_change_of_the_task_mixture_is_not_an_exact_resume() -> None:
+    config = tiny_config()
+    saved = config.to_dict()
+    assert resume_mismatches(saved, config) == []
+    saved["data"]["task_repeats"] = {"rain": 3}  # more items, so another order: not the run it was
+    assert resume_mismatches(saved, config) == ["data.task_repeats (checkpoint {'rain': 3}, now {})"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,141 @@
+"""Why does the photo model leave haze in place? Short arms continued from the long run, each against the
+long run at the arm's own start or end, on the run's validation crops.
+
+    python benchmarks/haze_trial.py --arm LABEL CONTROL.safetensors ARM.safetensors [--arm ...]
+        ->  benchmarks/results/haze_trial.{json,md}
+
+An arm is the long run's state at some step, trained on for a few dozen steps with a changed task mixture
+(for example haze alone: ``exda train --resume --set "data.degradations=[haze]" --set train.resume_exact=false``
+on a copy of the run's checkpoint folder). Its control is the long run at the step named in the label. Both
+are measured with their raw weights (an arm of under a hundred steps barely moves the EMA weights, decay
+0.999) on the run's 108 validation crops (9 held-out photos x 12 tasks, 192 px, seed 0): PSNR per task.
+
+Beside them, on the same crops, the dark channel prior (``exda.baselines.dark_channel``, the best classical
+dehazer here) on the hazy crops and on the clean ones: how well a haze estimate from the image alone removes
+haze, and what it does to scenes that have none. A blind model must do both: dehaze, and leave clean alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from exda import baselines
+from exda.atomic import atomic_write
+from exda.data.io import to_numpy, to_tensor
+from exda.data.layouts import build_dataset
+from exda.engine.bench import machine_info
+from exda.engine.evaluate import evaluate_model
+from exda.errors import UserError
+from exda.inference.checkpoint_format import file_digest
+from exda.inference.loader import load_network
+from exda.metrics import psnr
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+HELDOUT = Path("~/.cache/exda/photo-pool-v2/heldout")
+TASKS = ("clean", "noise15", "noise25", "noise50", "rain", "haze", "motion_blur", "low_light", "snow",
+         "underwater", "jpeg", "random_mix")
+
+
+def validation_set(heldout: Path):
+    """The long run's validation crops (configs/default_photo.yaml: val_patch_size 192, val_max_items 108)."""
+    return build_dataset("synthetic", heldout, "val", degradations=TASKS, patch_size=192, seed=0, length=108)
+
+
+def measure(checkpoint: Path, heldout: Path) -> dict:
+    """PSNR per task (and their average) of ``checkpoint``'s raw weights on the validation crops."""
+    net, info = load_network(checkpoint, use_ema=False)
+    per_task = evaluate_model(net, validation_set(heldout)).per_task
+    return {"checkpoint": str(checkpoint), "sha256": file_digest(checkpoint)["sha256"], "step": info.step,
+            "psnr": {task: round(m["psnr"], 3) for task, m in per_task.items()}}
+
+
+def dark_channel_rows(heldout: Path) -> dict:
+    """Mean / min PSNR of the dark channel prior (and of the input) on the hazy and the clean validation crops."""
+    found: dict[str, dict[str, list[float]]] = {"haze": {"input": [], "dark_channel": []},
+                                                "clean": {"dark_channel": []}}
+    for item in validation_set(heldout):
+        if item["task"] not in found:
+            continue
+        lq, gt = item["lq"][None], item["gt"][None]
+        restored = to_tensor(np.asarray(baselines.dark_channel(to_numpy(item["lq"])), dtype=np.float32))[None]
+        rows = found[item["task"]]
+        if "input" in rows:  # a clean crop is its own target
+            rows["input"].append(float(psnr(lq, gt)[0]))
+        rows["dark_channel"].append(float(psnr(restored, gt)[0]))
+    return {task: {method: {"mean": round(float(np.mean(v)), 3), "min": round(float(np.min(v)), 3), "count": len(v)}
+                   for method, v in rows.items()} for task, rows in found.items()}
+
+
+def to_markdown(record: dict) -> str:
+    shown = ("average", *TASKS)
+    lines = [f"# Haze trial (`{record['command']}`)", "",
+             f"{record['machine'].get('cpu', '')}, {record['machine'].get('date', '')}. PSNR (dB) of the raw weights "
+             "on the long run's 108 validation crops (9 held-out photos x 12 tasks, 192 px, seed 0); arm - control "
+             "in the last row of each arm.", "",
+             "| arm | model | step | " + " | ".join(shown) + " |",
+             "|---|---|---:|" + "---:|" * len(shown)]
+    for arm in record["arms"]:
+        rows = {role: arm[role]["psnr"] for role in ("control", "arm")}
+        for role in ("control", "arm"):
+            lines.append(f"| {arm['label']} | {role} | {arm[role]['step']} | "
+                         + " | ".join(f"{rows[role][t]:.2f}" for t in shown) + " |")
+        lines.append(f"| {arm['label']} | arm - control | | "
+                     + " | ".join(f"{rows['arm'][t] - rows['control'][t]:+.2f}" for t in shown) + " |")
+    dcp = record["dark_channel"]
+    lines += ["", "The dark channel prior on the same crops (mean / min PSNR, dB):", "",
+              "| crops | input | dark channel |", "|---|---|---|"]
+    for task in ("haze", "clean"):
+        row = dcp[task]
+        shown_input = f"{row['input']['mean']:.2f} / {row['input']['min']:.2f}" if "input" in row else "(itself)"
+        lines.append(f"| {task} ({row['dark_channel']['count']}) | {shown_input} | "
+                     f"{row['dark_channel']['mean']:.2f} / {row['dark_channel']['min']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arm", nargs=3, action="append", required=True, metavar=("LABEL", "CONTROL", "ARM"),
+                        help="a label, the long run's checkpoint to compare with, the arm's checkpoint")
+    parser.add_argument("--heldout", type=Path, default=HELDOUT, help=f"the held-out photos (default {HELDOUT})")
+    parser.add_argument("--out", type=Path, default=RESULTS / "haze_trial.json")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    try:
+        missing = [path for _, *paths in args.arm for path in map(Path, paths) if not path.is_file()]
+        if missing:
+            raise UserError(f"no checkpoint file {missing[0]}")
+        heldout = args.heldout.expanduser()
+        if not heldout.is_dir():
+            raise UserError(f"no held-out photos in {heldout} (python scripts/photo_pool.py)")
+        record = {"command": "python benchmarks/haze_trial.py " + " ".join(argv or sys.argv[1:]),
+                  "machine": machine_info(torch.device("cpu")), "tasks": TASKS, "arms": []}
+        for label, control, arm in args.arm:
+            entry: dict = {"label": label}
+            for role, checkpoint in (("control", Path(control)), ("arm", Path(arm))):
+                entry[role] = measure(checkpoint, heldout)
+                print(f"haze_trial: {label} {role}: {entry[role]['psnr']['average']:.3f} dB", file=sys.stderr,
+                      flush=True)
+            record["arms"].append(entry)
+        record["dark_channel"] = dark_channel_rows(heldout)
+    except UserError as err:
+        print(f"haze_trial: {err}", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_grad_enabled(True)
+    markdown = to_markdown(record)
+    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    print(markdown)
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""benchmarks/haze_trial.py: per-task PSNR of two checkpoints on the validation crops, and the dark channel."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "haze_trial.py"
+spec = importlib.util.spec_from_file_location("haze_trial", SCRIPT)
+haze_trial = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(haze_trial)
+
+
+def test_the_trial_scores_both_checkpoints_per_task_and_the_dark_channel(tmp_path: Path,
+                                                                          tiny_checkpoint: Path) -> None:
+    heldout = tmp_path / "heldout"
+    heldout.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (200, 210, 3), dtype=np.uint8)).save(heldout / f"{name}.png")
+    out = tmp_path / "trial.json"
+    assert haze_trial.main(["--arm", "same", str(tiny_checkpoint), str(tiny_checkpoint), "--heldout", str(heldout),
+                            "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    (arm,) = record["arms"]
+    assert arm["control"]["psnr"] == arm["arm"]["psnr"]
+    assert set(arm["arm"]["psnr"]) == {*haze_trial.TASKS, "average"}
+    dcp = record["dark_channel"]
+    assert dcp["haze"]["dark_channel"]["count"] == dcp["clean"]["dark_channel"]["count"] > 0
+    assert "input" not in dcp["clean"] and dcp["haze"]["input"]["mean"] < 40
+    markdown = out.with_suffix(".md").read_text()
+    assert "| same | arm - control | | +0.00 |" in markdown and "| clean (" in markdown
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path: Path, tiny_checkpoint: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.safetensors"
+    assert haze_trial.main(["--arm", "x", str(tiny_checkpoint), str(missing), "--heldout", str(tmp_path),
+                            "--out", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"haze_trial: no checkpoint file {missing}"
