@@ -20,7 +20,6 @@ PSNR): input | output | difference x ``AMPLIFY`` around mid-grey.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from exda.atomic import atomic_write
+from exda.atomic import atomic_write, write_results
 from exda.data import io
 from exda.data.io import to_tensor
 from exda.engine.bench import machine_info
@@ -284,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clean_photos: {err}", file=sys.stderr)
         return 2
     markdown = to_markdown(record)
-    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    write_results(args.out, record, markdown)
     grid = args.out.with_name(args.out.stem + "_worst.png")
     worst_grid(runs, photos, grid)
     print(markdown)

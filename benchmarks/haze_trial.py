@@ -18,7 +18,6 @@ haze, and what it does to scenes that have none. A blind model must do both: deh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from exda import baselines
-from exda.atomic import atomic_write
+from exda.atomic import write_results
 from exda.data.io import to_numpy, to_tensor
 from exda.data.layouts import build_dataset
 from exda.engine.bench import machine_info
@@ -130,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_grad_enabled(True)
     markdown = to_markdown(record)
-    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    write_results(args.out, record, markdown)
     print(markdown)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0

@@ -14,7 +14,6 @@ Writes ``benchmarks/results/peers.{json,md}`` (atomically), with the command and
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 import exda
-from exda.atomic import atomic_write
+from exda.atomic import write_results
 from exda.models.profile import count_parameters, profile_model
 from exda.models.restormer import PROMPTS
 
@@ -124,8 +123,7 @@ def main() -> int:
     header = (f"`{record['command']}` ({record['date']}, {args.threads} threads, torch {torch.__version__}; "
               f"{record['protocol']}). ExDA columns: against the backbone in the row named without `exda_`.")
     out = args.out
-    atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
-    atomic_write(out.with_suffix(".md"), lambda p: p.write_text(to_markdown(rows, args.size, header)))
+    write_results(out.with_suffix(".json"), record, to_markdown(rows, args.size, header))
     print(to_markdown(rows, args.size, header))
     return 0
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from exda.atomic import atomic_write
+from exda.atomic import write_results
 from exda.data.io import load_photos, save_image
 from exda.data.layouts import build_dataset
 from exda.engine.evaluate import evaluate_model, finite_or_none
@@ -194,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               "date": time.strftime("%Y-%m-%d"), "max_side": args.max_side, "tasks": list(TASKS), "cost": cost,
               "steps": steps, "evaluations": evaluations}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(finite_or_none(result), indent=1) + "\n"))
     text = to_markdown(result)
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(text))
+    write_results(args.out, finite_or_none(result), text)
     print(text)
     return 0
 

@@ -19,13 +19,12 @@ arm's full change, plus the noise of weights at a constant learning rate):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from exda.atomic import atomic_write
+from exda.atomic import write_results
 from exda.data.io import load_photo, to_tensor
 from exda.data.layouts import build_dataset
 from exda.engine.bench import machine_info
@@ -131,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_grad_enabled(True)
     markdown = to_markdown(record)
-    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    write_results(args.out, record, markdown)
     print(markdown)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0

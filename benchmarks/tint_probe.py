@@ -16,14 +16,13 @@ red means underwater" from the underwater pairs (docs/training.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from exda.atomic import atomic_write
+from exda.atomic import write_results
 from exda.data import io
 from exda.data.io import to_tensor
 from exda.degradations import get_degradation
@@ -123,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_grad_enabled(True)
     markdown = to_markdown(record)
-    atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    write_results(args.out, record, markdown)
     print(markdown)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0

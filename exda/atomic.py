@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,3 +31,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_results(path: Path, record: dict, markdown: str) -> None:
+    """A benchmark's results: ``record`` as JSON at ``path`` and ``markdown`` beside it (``.md``), each atomically."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    atomic_write(path.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
