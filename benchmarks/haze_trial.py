@@ -13,6 +13,12 @@ are measured with their raw weights (an arm of under a hundred steps barely move
 Beside them, on the same crops, the dark channel prior (``exda.baselines.dark_channel``, the best classical
 dehazer here) on the hazy crops and on the clean ones: how well a haze estimate from the image alone removes
 haze, and what it does to scenes that have none. A blind model must do both: dehaze, and leave clean alone.
+
+And how far one number tells hazy crops from clean ones: the mean dark channel (per-pixel minimum over the
+channels, then over 15 x 15 px) of a 192 px crop of each training photo, clean and hazed (one haze draw per
+crop, seed 0), as the area under the ROC curve, for the training synthesis (the depth proxy stretched to [0, 1]
+in each crop, so its nearest part is unveiled) and for a haze that veils near objects too (depth 0.3 + 0.7 x
+proxy).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from exda import baselines
 from exda.atomic import write_results
 from exda.data.io import to_numpy, to_tensor
 from exda.data.layouts import build_dataset
+from exda.degradations import get_degradation
+from exda.degradations.ops import depth_proxy
 from exda.engine.bench import machine_info
 from exda.engine.evaluate import evaluate_model
 from exda.errors import UserError
@@ -38,6 +46,7 @@ from exda.metrics import psnr
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 HELDOUT = Path("~/.cache/exda/photo-pool-v2/heldout")
+POOL = Path("~/.cache/exda/photo-pool-v2/train")
 TASKS = ("clean", "noise15", "noise25", "noise50", "rain", "haze", "motion_blur", "low_light", "snow",
          "underwater", "jpeg", "random_mix")
 
@@ -72,6 +81,35 @@ def dark_channel_rows(heldout: Path) -> dict:
                    for method, v in rows.items()} for task, rows in found.items()}
 
 
+def mean_dark_channel(x: torch.Tensor, window: int = 15) -> float:
+    """The mean over pixels of the dark channel of ``x`` (1 x 3 x H x W): He et al.'s haze cue."""
+    darkest = x.amin(dim=1, keepdim=True)
+    return float(-torch.nn.functional.max_pool2d(-darkest, window, 1, window // 2).mean())
+
+
+def roc_auc(positives: list[float], negatives: list[float]) -> float:
+    """P(a positive scores above a negative), ties counted half."""
+    pos, neg = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+
+
+def separability(pool: Path) -> dict:
+    """Mean dark channel of clean and hazed training crops, and the AUC of hazy against clean."""
+    haze = get_degradation("haze")
+    generator = torch.Generator().manual_seed(0)
+    scores: dict[str, list[float]] = {"clean": [], "stretched_proxy": [], "near_veiled": []}
+    for item in build_dataset("synthetic", pool, "val", degradations=("clean",), patch_size=192, seed=0):
+        clean = item["gt"][None]
+        params = haze.sample_params(clean, generator, 1.0)
+        scores["clean"].append(mean_dark_channel(clean))
+        scores["stretched_proxy"].append(mean_dark_channel(haze.apply(clean, **params)))
+        near_veiled = 0.3 + 0.7 * depth_proxy(clean)
+        scores["near_veiled"].append(mean_dark_channel(haze.apply(clean, **params, depth=near_veiled)))
+    return {"crops": len(scores["clean"]),
+            "mean_dark_channel": {k: round(float(np.mean(v)), 4) for k, v in scores.items()},
+            "auc": {k: round(roc_auc(scores[k], scores["clean"]), 4) for k in ("stretched_proxy", "near_veiled")}}
+
+
 def to_markdown(record: dict) -> str:
     shown = ("average", *TASKS)
     lines = [f"# Haze trial (`{record['command']}`)", "",
@@ -95,6 +133,16 @@ def to_markdown(record: dict) -> str:
         shown_input = f"{row['input']['mean']:.2f} / {row['input']['min']:.2f}" if "input" in row else "(itself)"
         lines.append(f"| {task} ({row['dark_channel']['count']}) | {shown_input} | "
                      f"{row['dark_channel']['mean']:.2f} / {row['dark_channel']['min']:.2f} |")
+    sep = record["separability"]
+    dark = sep["mean_dark_channel"]
+    lines += ["", f"One number, hazy against clean: the mean dark channel (15 px) of {sep['crops']} training crops "
+              "(192 px), clean and hazed (one draw each, seed 0):", "",
+              "| haze | mean dark channel | AUC, hazy vs clean |", "|---|---:|---:|",
+              f"| none (clean) | {dark['clean']:.3f} | |",
+              f"| training synthesis (depth proxy stretched per crop) | {dark['stretched_proxy']:.3f} "
+              f"| {sep['auc']['stretched_proxy']:.3f} |",
+              f"| near objects veiled too (depth 0.3 + 0.7 x proxy) | {dark['near_veiled']:.3f} "
+              f"| {sep['auc']['near_veiled']:.3f} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", nargs=3, action="append", required=True, metavar=("LABEL", "CONTROL", "ARM"),
                         help="a label, the long run's checkpoint to compare with, the arm's checkpoint")
     parser.add_argument("--heldout", type=Path, default=HELDOUT, help=f"the held-out photos (default {HELDOUT})")
+    parser.add_argument("--pool", type=Path, default=POOL, help=f"the training photos (default {POOL})")
     parser.add_argument("--out", type=Path, default=RESULTS / "haze_trial.json")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
@@ -110,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         missing = [path for _, *paths in args.arm for path in map(Path, paths) if not path.is_file()]
         if missing:
             raise UserError(f"no checkpoint file {missing[0]}")
-        heldout = args.heldout.expanduser()
-        if not heldout.is_dir():
-            raise UserError(f"no held-out photos in {heldout} (python scripts/photo_pool.py)")
+        heldout, pool = args.heldout.expanduser(), args.pool.expanduser()
+        for folder in (heldout, pool):
+            if not folder.is_dir():
+                raise UserError(f"no photos in {folder} (python scripts/photo_pool.py)")
         record = {"command": "python benchmarks/haze_trial.py " + " ".join(argv or sys.argv[1:]),
                   "machine": machine_info(torch.device("cpu")), "tasks": TASKS, "arms": []}
         for label, control, arm in args.arm:
@@ -123,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             record["arms"].append(entry)
         record["dark_channel"] = dark_channel_rows(heldout)
+        record["separability"] = separability(pool)
     except UserError as err:
         print(f"haze_trial: {err}", file=sys.stderr)
         return 2

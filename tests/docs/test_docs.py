@@ -404,3 +404,6 @@ def test_training_doc_haze_table_matches_its_results_file() -> None:
     assert (f"from {dcp['haze']['input']['mean']:.1f} to {dcp['haze']['dark_channel']['mean']:.1f} dB but takes the "
             f"clean ones down to {dcp['clean']['dark_channel']['mean']:.1f} dB "
             f"({dcp['clean']['dark_channel']['min']:.1f} dB at worst)") in " ".join(text.split())
+    auc = record["separability"]["auc"]
+    assert f"AUC of {auc['stretched_proxy']:.3f} over the {record['separability']['crops']} training" in " ".join(
+        text.split()) and f"only a little weaker: {auc['near_veiled']:.3f} if" in " ".join(text.split())

@@ -25,7 +25,7 @@ def test_the_trial_scores_both_checkpoints_per_task_and_the_dark_channel(tmp_pat
         Image.fromarray(rng.integers(0, 256, (200, 210, 3), dtype=np.uint8)).save(heldout / f"{name}.png")
     out = tmp_path / "trial.json"
     assert haze_trial.main(["--arm", "same", str(tiny_checkpoint), str(tiny_checkpoint), "--heldout", str(heldout),
-                            "--out", str(out)]) == 0
+                            "--pool", str(heldout), "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     (arm,) = record["arms"]
     assert arm["control"]["psnr"] == arm["arm"]["psnr"]
@@ -33,8 +33,17 @@ def test_the_trial_scores_both_checkpoints_per_task_and_the_dark_channel(tmp_pat
     dcp = record["dark_channel"]
     assert dcp["haze"]["dark_channel"]["count"] == dcp["clean"]["dark_channel"]["count"] > 0
     assert "input" not in dcp["clean"] and dcp["haze"]["input"]["mean"] < 40
+    sep = record["separability"]
+    assert sep["crops"] == 2 and set(sep["auc"]) == {"stretched_proxy", "near_veiled"}
+    assert sep["mean_dark_channel"]["stretched_proxy"] > sep["mean_dark_channel"]["clean"]  # haze lifts it
     markdown = out.with_suffix(".md").read_text()
     assert "| same | arm - control | | +0.00 |" in markdown and "| clean (" in markdown
+
+
+def test_roc_auc_counts_ties_half() -> None:
+    assert haze_trial.roc_auc([2.0, 3.0], [1.0]) == 1.0
+    assert haze_trial.roc_auc([1.0], [2.0]) == 0.0
+    assert haze_trial.roc_auc([1.0, 2.0], [1.0, 2.0]) == 0.5
 
 
 def test_a_missing_checkpoint_is_one_line(tmp_path: Path, tiny_checkpoint: Path,
