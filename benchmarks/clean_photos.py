@@ -27,13 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
-from exda.atomic import atomic_write, write_results
+from exda.atomic import atomic_write
 from exda.data import io
 from exda.data.io import to_tensor
-from exda.engine.bench import machine_info
+from exda.engine.bench import require_checkpoints, run_benchmark
 from exda.errors import UserError
 from exda.inference.checkpoint_format import file_digest
 from exda.inference.pretrained import default_checkpoint
@@ -264,31 +263,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "clean_photos.json",
                         help="where the JSON goes (the .md and _worst.png beside it)")
     args = parser.parse_args(argv)
-    try:
-        checkpoints = args.checkpoint or [default_checkpoint("photo")]
-        missing = [path for path in checkpoints if not path.is_file()]
-        if missing:
-            raise UserError(f"no checkpoint file {missing[0]}")
-        photos = load_photos(args.photos.expanduser(), args.max_side)
-        record: dict = {"command": "python benchmarks/clean_photos.py " + " ".join(argv or sys.argv[1:]),
-                        "machine": machine_info(torch.device("cpu")), "photos": str(args.photos),
-                        "photo_count": len(photos), "max_side": args.max_side, "goals": GOALS, "checkpoints": []}
-        runs = []
-        for checkpoint in checkpoints:
-            print(f"clean_photos: {checkpoint}", file=sys.stderr)
-            run, outputs = evaluate(checkpoint, photos)
-            record["checkpoints"].append(run)
-            runs.append((run["label"], run["photos"], outputs))
-    except UserError as err:
-        print(f"clean_photos: {err}", file=sys.stderr)
-        return 2
-    markdown = to_markdown(record)
-    write_results(args.out, record, markdown)
     grid = args.out.with_name(args.out.stem + "_worst.png")
+    return run_benchmark("clean_photos", argv, args.out,
+                         lambda: check(args.checkpoint or [default_checkpoint("photo")], args.photos, args.max_side,
+                                       grid), to_markdown)
+
+
+def check(checkpoints: list[Path], photos_folder: Path, max_side: int, grid: Path) -> dict:
+    """Each checkpoint on the clean photos; the worst photo of each run drawn into ``grid``."""
+    require_checkpoints(checkpoints)
+    photos = load_photos(photos_folder.expanduser(), max_side)
+    record: dict = {"photos": str(photos_folder), "photo_count": len(photos), "max_side": max_side,
+                    "goals": GOALS, "checkpoints": []}
+    runs = []
+    for checkpoint in checkpoints:
+        print(f"clean_photos: {checkpoint}", file=sys.stderr)
+        run, outputs = evaluate(checkpoint, photos)
+        record["checkpoints"].append(run)
+        runs.append((run["label"], run["photos"], outputs))
     worst_grid(runs, photos, grid)
-    print(markdown)
-    print(f"wrote {args.out}, {args.out.with_suffix('.md')} and {grid}")
-    return 0
+    print(f"clean_photos: wrote {grid}", file=sys.stderr)
+    return record
 
 
 if __name__ == "__main__":

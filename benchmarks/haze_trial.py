@@ -31,12 +31,11 @@ import numpy as np
 import torch
 
 from exda import baselines
-from exda.atomic import write_results
 from exda.data.io import to_numpy, to_tensor
 from exda.data.layouts import build_dataset
 from exda.degradations import get_degradation
 from exda.degradations.ops import depth_proxy
-from exda.engine.bench import machine_info
+from exda.engine.bench import require_checkpoints, run_benchmark
 from exda.engine.evaluate import evaluate_model
 from exda.errors import UserError
 from exda.inference.checkpoint_format import file_digest
@@ -154,36 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=Path, default=POOL, help=f"the training photos (default {POOL})")
     parser.add_argument("--out", type=Path, default=RESULTS / "haze_trial.json")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
-    try:
-        missing = [path for _, *paths in args.arm for path in map(Path, paths) if not path.is_file()]
-        if missing:
-            raise UserError(f"no checkpoint file {missing[0]}")
-        heldout, pool = args.heldout.expanduser(), args.pool.expanduser()
-        for folder in (heldout, pool):
-            if not folder.is_dir():
-                raise UserError(f"no photos in {folder} (python scripts/photo_pool.py)")
-        record = {"command": "python benchmarks/haze_trial.py " + " ".join(argv or sys.argv[1:]),
-                  "machine": machine_info(torch.device("cpu")), "tasks": TASKS, "arms": []}
-        for label, control, arm in args.arm:
-            entry: dict = {"label": label}
-            for role, checkpoint in (("control", Path(control)), ("arm", Path(arm))):
-                entry[role] = measure(checkpoint, heldout)
-                print(f"haze_trial: {label} {role}: {entry[role]['psnr']['average']:.3f} dB", file=sys.stderr,
-                      flush=True)
-            record["arms"].append(entry)
-        record["dark_channel"] = dark_channel_rows(heldout)
-        record["separability"] = separability(pool)
-    except UserError as err:
-        print(f"haze_trial: {err}", file=sys.stderr)
-        return 2
-    finally:
-        torch.set_grad_enabled(True)
-    markdown = to_markdown(record)
-    write_results(args.out, record, markdown)
-    print(markdown)
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
-    return 0
+    return run_benchmark("haze_trial", argv, args.out, lambda: trial(args.arm, args.heldout, args.pool), to_markdown)
+
+
+def trial(arms: list[list[str]], heldout: Path, pool: Path) -> dict:
+    """Each arm against its control on the validation crops, the dark channel rows and the separability."""
+    require_checkpoints([path for _, *paths in arms for path in paths])
+    heldout, pool = heldout.expanduser(), pool.expanduser()
+    for folder in (heldout, pool):
+        if not folder.is_dir():
+            raise UserError(f"no photos in {folder} (python scripts/photo_pool.py)")
+    record: dict = {"tasks": TASKS, "arms": []}
+    for label, control, arm in arms:
+        entry: dict = {"label": label}
+        for role, checkpoint in (("control", Path(control)), ("arm", Path(arm))):
+            entry[role] = measure(checkpoint, heldout)
+            print(f"haze_trial: {label} {role}: {entry[role]['psnr']['average']:.3f} dB", file=sys.stderr,
+                  flush=True)
+        record["arms"].append(entry)
+    record["dark_channel"] = dark_channel_rows(heldout)
+    record["separability"] = separability(pool)
+    return record
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import torch
 
-from exda.atomic import write_results
 from exda.data.io import load_photo, to_tensor
 from exda.data.layouts import build_dataset
-from exda.engine.bench import machine_info
+from exda.engine.bench import require_checkpoints, run_benchmark
 from exda.engine.evaluate import evaluate_model
 from exda.errors import UserError
 from exda.inference.checkpoint_format import file_digest
@@ -42,6 +41,7 @@ GREEN = ("mate_rain_drops", "mate_blinds", "mate_green_meadow", "pyiqa_garden_fo
 TASKS = ("clean", "noise15", "noise25", "noise50", "rain", "haze", "motion_blur", "low_light", "snow",
          "underwater", "jpeg", "random_mix")
 RED_GAINS = (0.5, 0.35)
+VALIDATION_CROPS = 108  # the long run's validation set: 9 held-out photos x 12 tasks
 
 
 def photo(path: Path, side: int) -> torch.Tensor:
@@ -56,7 +56,8 @@ def measure(checkpoint: Path, ema: bool, heldout: Path, tinted: list[torch.Tenso
     net, info = load_network(checkpoint, use_ema=ema)
     if info.ema != ema:
         raise UserError(f"{checkpoint} has no EMA weights")
-    validation = build_dataset("synthetic", heldout, "val", degradations=TASKS, patch_size=192, seed=0, length=108)
+    validation = build_dataset("synthetic", heldout, "val", degradations=TASKS, patch_size=192, seed=0,
+                               length=VALIDATION_CROPS)
     per_task = {task: round(m["psnr"], 3) for task, m in evaluate_model(net, validation).per_task.items()}
     red = {}
     for gain in RED_GAINS:
@@ -101,39 +102,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="a label, the long run's checkpoint at the arm's step, the arm's checkpoint")
     parser.add_argument("--out", type=Path, default=RESULTS / "scene_colour_trial.json")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
-    try:
-        heldout, eval_photos = HELDOUT.expanduser(), EVAL_PHOTOS.expanduser()
-        tinted = [photo(path, 256) for path in sorted(heldout.glob("*.png"))]
-        missing = [name for name in GREEN if not (eval_photos / f"{name}.png").is_file()]
-        if not tinted or missing:
-            raise UserError(f"photos missing: {missing or heldout} (scripts/photo_pool.py, scripts/eval_photos.py)")
-        green = {name: photo(eval_photos / f"{name}.png", 384) for name in GREEN}
-        record = {"command": "python benchmarks/scene_colour_trial.py " + " ".join(argv or sys.argv[1:]),
-                  "machine": machine_info(torch.device("cpu")), "arms": []}
-        for label, control, arm in args.arm:
-            entry = {"label": label}
-            for role, checkpoint in (("control", Path(control)), ("arm", Path(arm))):
-                if not checkpoint.is_file():
-                    raise UserError(f"no checkpoint file {checkpoint}")
-                results = []
-                for ema in (True, False):
-                    results.append(measure(checkpoint, ema, heldout, tinted, green))
-                    print(f"scene_colour_trial: {label} {role} {results[-1]['weights']}: "
-                          f"{results[-1]['validation']['average']:.3f} dB", file=sys.stderr, flush=True)
-                entry[role] = {"checkpoint": str(checkpoint), "sha256": file_digest(checkpoint)["sha256"],
-                               "results": results}
-            record["arms"].append(entry)
-    except UserError as err:
-        print(f"scene_colour_trial: {err}", file=sys.stderr)
-        return 2
-    finally:
-        torch.set_grad_enabled(True)
-    markdown = to_markdown(record)
-    write_results(args.out, record, markdown)
-    print(markdown)
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
-    return 0
+    return run_benchmark("scene_colour_trial", argv, args.out, lambda: trial(args.arm), to_markdown)
+
+
+def trial(arms: list[list[str]]) -> dict:
+    """Each arm and its control, EMA and raw weights, on the validation crops and the tinted and green photos."""
+    heldout, eval_photos = HELDOUT.expanduser(), EVAL_PHOTOS.expanduser()
+    tinted = [photo(path, 256) for path in sorted(heldout.glob("*.png"))]
+    missing = [name for name in GREEN if not (eval_photos / f"{name}.png").is_file()]
+    if not tinted or missing:
+        raise UserError(f"photos missing: {missing or heldout} (scripts/photo_pool.py, scripts/eval_photos.py)")
+    green = {name: photo(eval_photos / f"{name}.png", 384) for name in GREEN}
+    require_checkpoints([path for _, *paths in arms for path in paths])
+    record: dict = {"arms": []}
+    for label, control, arm in arms:
+        entry: dict = {"label": label}
+        for role, checkpoint in (("control", Path(control)), ("arm", Path(arm))):
+            results = []
+            for ema in (True, False):
+                results.append(measure(checkpoint, ema, heldout, tinted, green))
+                print(f"scene_colour_trial: {label} {role} {results[-1]['weights']}: "
+                      f"{results[-1]['validation']['average']:.3f} dB", file=sys.stderr, flush=True)
+            entry[role] = {"checkpoint": str(checkpoint), "sha256": file_digest(checkpoint)["sha256"],
+                           "results": results}
+        record["arms"].append(entry)
+    return record
 
 
 if __name__ == "__main__":

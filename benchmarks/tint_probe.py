@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-from exda.atomic import write_results
 from exda.data import io
 from exda.data.io import to_tensor
 from exda.degradations import get_degradation
-from exda.engine.bench import machine_info
+from exda.engine.bench import require_checkpoints, run_benchmark
 from exda.errors import UserError
 from exda.inference.checkpoint_format import file_digest
 from exda.inference.restorer import Restorer
@@ -103,29 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=256, help="downscale photos to this longer side (px)")
     parser.add_argument("--out", type=Path, default=RESULTS / "tint_probe.json", help="the JSON (the .md beside it)")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
-    try:
-        missing = [path for path in args.checkpoint if not path.is_file()]
-        if missing:
-            raise UserError(f"no checkpoint file {missing[0]}")
-        photos = load_photos(args.photos.expanduser(), args.max_side)
-        record = {"command": "python benchmarks/tint_probe.py " + " ".join(argv or sys.argv[1:]),
-                  "machine": machine_info(torch.device("cpu")), "photos": str(args.photos),
-                  "photo_count": len(photos), "max_side": args.max_side, "tints": TINTS,
-                  "checkpoints": []}
-        for checkpoint in args.checkpoint:
-            print(f"tint_probe: {checkpoint}", file=sys.stderr)
-            record["checkpoints"].append(probe(checkpoint, photos))
-    except UserError as err:
-        print(f"tint_probe: {err}", file=sys.stderr)
-        return 2
-    finally:
-        torch.set_grad_enabled(True)
-    markdown = to_markdown(record)
-    write_results(args.out, record, markdown)
-    print(markdown)
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
-    return 0
+    return run_benchmark("tint_probe", argv, args.out,
+                         lambda: probe_all(args.checkpoint, args.photos, args.max_side), to_markdown)
+
+
+def probe_all(checkpoints: list[Path], photos_folder: Path, max_side: int) -> dict:
+    require_checkpoints(checkpoints)
+    photos = load_photos(photos_folder.expanduser(), max_side)
+    record: dict = {"photos": str(photos_folder), "photo_count": len(photos), "max_side": max_side,
+                    "tints": TINTS, "checkpoints": []}
+    for checkpoint in checkpoints:
+        print(f"tint_probe: {checkpoint}", file=sys.stderr)
+        record["checkpoints"].append(probe(checkpoint, photos))
+    return record
 
 
 if __name__ == "__main__":

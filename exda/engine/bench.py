@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from exda.atomic import atomic_write
+from exda.atomic import atomic_write, write_results
 from exda.errors import UserError
 
 Row = dict[str, Any]
@@ -77,6 +77,35 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
     return info
+
+
+def require_checkpoints(paths: list[Path]) -> None:
+    """A benchmark's checkpoint arguments: a :class:`UserError` naming the first that is not a file."""
+    missing = [path for path in map(Path, paths) if not path.is_file()]
+    if missing:
+        raise UserError(f"no checkpoint file {missing[0]}")
+
+
+def run_benchmark(program: str, argv: list[str] | None, out: Path, measure: Callable[[], dict],
+                  to_markdown: Callable[[dict], str]) -> int:
+    """The end of a CPU benchmark script ``benchmarks/<program>.py``; returns its exit status.
+
+    ``measure()`` runs with gradients off; its record, after the command line and the machine, is written
+    as JSON at ``out`` and Markdown beside it (``.md``), each atomically, and the Markdown is printed. A
+    :class:`UserError` from ``measure`` is one line on stderr and status 2, and nothing is written.
+    """
+    command = f"python benchmarks/{program}.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        with torch.no_grad():
+            record = {"command": command.strip(), "machine": machine_info(torch.device("cpu")), **measure()}
+    except UserError as err:
+        print(f"{program}: {err}", file=sys.stderr)
+        return 2
+    markdown = to_markdown(record)
+    write_results(out, record, markdown)
+    print(markdown)
+    print(f"wrote {out} and {Path(out).with_suffix('.md')}")
+    return 0
 
 
 def _sync(device: torch.device) -> None:

@@ -88,3 +88,33 @@ def test_tables_are_printed(report):
 def test_unknown_model_is_one_line_error(capsys):
     assert main(["bench", "--models", "no_such_model", "--skip-train"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_run_benchmark_writes_the_record_after_the_command_and_machine(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "trial.json"
+    seen = {}
+
+    def measure():
+        seen["grad"] = torch.is_grad_enabled()
+        return {"rows": [1, 2]}
+
+    assert bench.run_benchmark("trial", ["--x", "1"], out, measure, lambda r: f"# {r['command']}\n") == 0
+    record = json.loads(out.read_text())
+    assert list(record) == ["command", "machine", "rows"] and record["rows"] == [1, 2]
+    assert record["command"] == "python benchmarks/trial.py --x 1" and "cpu" in record["machine"]
+    assert out.with_suffix(".md").read_text() == "# python benchmarks/trial.py --x 1\n"
+    assert seen["grad"] is False and torch.is_grad_enabled()
+    assert capsys.readouterr().out.endswith(f"wrote {out} and {out.with_suffix('.md')}\n")
+
+
+def test_run_benchmark_user_error_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from exda.errors import UserError
+
+    def measure():
+        raise UserError("no photos in /nowhere")
+
+    assert bench.run_benchmark("trial", [], tmp_path / "t.json", measure, str) == 2
+    assert capsys.readouterr().err == "trial: no photos in /nowhere\n"
+    assert not list(tmp_path.iterdir())
