@@ -139,11 +139,7 @@ def _build(photos: list[dict], max_side: int, dest: Path, record: dict, failures
         return built
     dest.mkdir(parents=True, exist_ok=True)
     wanted = {source: [entry["path"] for entry in group] for source, group in todo.items()}
-    for source, files in fetch_sources(wanted, _Fetcher, "eval_photos"):
-        if isinstance(files, SourceError):
-            failures.append(f"{source}: {files}")
-            print(f"eval_photos: FAILED {source}: {files} ({len(todo[source])} photos skipped)", file=sys.stderr)
-            continue
+    for source, files in fetch_sources(wanted, _Fetcher, "eval_photos", failures):
         for entry in todo[source]:
             try:
                 built[entry["name"]] = _write_photo(entry, files.get(entry["path"]), max_side, dest)

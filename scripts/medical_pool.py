@@ -40,12 +40,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from exda.atomic import atomic_write
 from exda.data.io import save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this file, however it is loaded
 from package_files import Fetcher as _Fetcher  # noqa: E402
-from package_files import SourceError, check_sha256, contact_sheet, fetch_sources  # noqa: E402
+from package_files import (  # noqa: E402
+    SourceError,
+    check_sha256,
+    contact_sheet,
+    fetch_sources,
+    read_pool_record,
+    write_pool_record,
+)
 
 MANIFEST = Path(__file__).with_suffix(".json")
 SPLITS: tuple[str, ...] = ("train", "heldout")
@@ -192,14 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     files = load_manifest(MANIFEST)
     dest = args.dest.expanduser()
     try:
-        record = _read_record(dest)
+        record = read_pool_record(dest, "medical_pool", {"slices": {}}, _outputs, SPLITS)
     except ValueError as err:
         print(f"medical_pool: {err}", file=sys.stderr)
         return 2
     failures: list[str] = []
     record["slices"] = _build(files, dest, record, failures)
-    _remove_stale(dest, record)
-    atomic_write(dest / "pool.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    write_pool_record(dest, record, _outputs, SPLITS)
     _summary(files, record["slices"], dest, failures, time.monotonic() - start)
     if args.sheet:
         ordered = sorted(record["slices"].items(), key=lambda item: (item[1]["split"], item[0]))
@@ -209,17 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _read_record(dest: Path) -> dict:
-    """DEST/pool.json from an earlier run; refuses a folder holding images it did not write."""
-    path = dest / "pool.json"
-    record = json.loads(path.read_text()) if path.is_file() else {"slices": {}}
-    known = {f"{entry['split']}/{name}.png" for name, entry in record["slices"].items()}
-    foreign = [p for split in SPLITS for p in sorted((dest / split).glob("*"))
-               if p.is_file() and f"{split}/{p.name}" not in known]
-    if foreign:
-        raise ValueError(f"{foreign[0]} (and {len(foreign) - 1} more) not written by medical_pool.py; "
-                         "use an empty or earlier medical_pool.py folder")
-    return record
+def _outputs(record: dict) -> set[str]:
+    """The "split/file" names of what ``record`` says this script wrote."""
+    return {f"{entry['split']}/{name}.png" for name, entry in record["slices"].items()}
 
 
 def _build(files: list[MedicalFile], dest: Path, record: dict, failures: list[str]) -> dict:
@@ -237,13 +234,8 @@ def _build(files: list[MedicalFile], dest: Path, record: dict, failures: list[st
     for split in SPLITS:
         (dest / split).mkdir(parents=True, exist_ok=True)
     wanted = {source: [entry.path for entry in group] for source, group in todo.items()}
-    for source, found in fetch_sources(wanted, _Fetcher, "medical_pool"):
-        group = todo[source]
-        if isinstance(found, SourceError):
-            failures.append(f"{source}: {found}")
-            print(f"medical_pool: FAILED {source}: {found} ({len(group)} files skipped)", file=sys.stderr)
-            continue
-        for entry in group:
+    for source, found in fetch_sources(wanted, _Fetcher, "medical_pool", failures):
+        for entry in todo[source]:
             try:
                 pixels, spacing = read_image(check_sha256(found.get(entry.path), entry.sha256), entry)
             except SourceError as err:
@@ -276,15 +268,6 @@ def _write_slice(pixels: np.ndarray, spacing: tuple[float, ...], entry: MedicalF
     for split in SPLITS:  # a slice that changed split must not stay in the other folder
         (dest / split / f"{name}.png").unlink(missing_ok=True)
     save_image(dest / entry.split / f"{name}.png", image, bit_depth=16)
-
-
-def _remove_stale(dest: Path, record: dict) -> None:
-    """Delete files an earlier run wrote that the current manifest no longer produces."""
-    keep = {dest / entry["split"] / f"{name}.png" for name, entry in record["slices"].items()}
-    for split in SPLITS:
-        for path in (dest / split).glob("*.png"):
-            if path not in keep:
-                path.unlink()
 
 
 def _summary(files: list[MedicalFile], built: dict, dest: Path, failures: list[str], seconds: float) -> None:

