@@ -280,10 +280,55 @@ CLAIMS: dict[str, Claim] = {
         "README.md", r"both primitives together beat the plain backbone on (\d+) of (\d+) tasks",
         lambda: (str(sum(load("ablation.json")["results"][st]["both"]["tasks_won"] for st in ("deg3", "mixed"))),
                  str(sum(len(tasks) for tasks in load("ablation.json")["settings"].values())))),
+    "experiments pair separability": (
+        "docs/experiments.md", r"token's cell weights ([\d.]+)-([\d.]+) \(rising with depth, from encoders.0.0 to "
+                               r"latent.1\), against ([\d.]+)-([\d.]+)\s+for ExDA's own pooled features and "
+                               r"([\d.]+)-([\d.]+) for the twin's pooled features \(the twin is higher in (\d) of\s+"
+                               r"(\d) blocks",
+        lambda: pair_separability_claims("long_pair_step6000")),
+    "readme pair at the last step": (
+        "README.md", r"and still at ([\d,]+)\s+\(\+([\d.]+) dB, (\d+) of (\d+) tasks",
+        lambda: paired_gain_claims(6000)),
+    "experiments pair at the last step": (
+        "docs/experiments.md", r"and \+([\d.]+) at ([\d,]+) \(([\d.]+) against ([\d.]+) dB, (\d+) of (\d+)\)",
+        lambda: experiments_pair_claims(6000)),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
 }
+
+
+def paired_gain_claims(step: int) -> tuple[str, ...]:
+    """The step, ExDA - plain mean PSNR gain and tasks won at ``step``, from benchmarks/results/long_run_curves.json."""
+    (row,) = [row for row in load("long_run_curves.json")["paired"] if row["step"] == step]
+    return f"{step:,}", f"{row['mean_gain']:.2f}", str(row["tasks_won"]), str(row["tasks"])
+
+
+def experiments_pair_claims(step: int) -> tuple[str, ...]:
+    """The gain at ``step``, the step, the mean validation PSNR of ExDA and of its twin there (the runs'
+    committed validation.jsonl) and the tasks won."""
+    means = []
+    for run in ("default_photo", "default_photo_plain"):
+        lines = (ROOT / "training" / run / "validation.jsonl").read_text().splitlines()
+        (mean,) = [row["mean_psnr"] for row in map(json.loads, lines) if row["step"] == step]
+        means.append(f"{mean:.3f}")
+    step_text, gain, won, tasks = paired_gain_claims(step)
+    return gain, step_text, *means, won, tasks
+
+
+def pair_separability_claims(folder: str) -> tuple[str, ...]:
+    """Probe-accuracy ranges of ExDA's token and pooled features and of the twin's pooled features, and in how
+    many blocks the twin's pooled features beat ExDA's, from an analysis of the long pair."""
+    exda, twin = load(f"analysis/{folder}/separability.json")["models"].values()
+
+    def span(layers: dict, kind: str) -> tuple[str, str]:
+        values = [scores[kind]["probe_accuracy"] for scores in layers.values()]
+        return f"{min(values):.3f}", f"{max(values):.3f}"
+
+    accuracy = {label: {block: round(scores["pooled"]["probe_accuracy"], 6) for block, scores in layers.items()}
+                for label, layers in (("exda", exda), ("twin", twin))}  # equal counts of hits are a tie
+    higher = sum(accuracy["twin"][block] > accuracy["exda"][block] for block in twin)
+    return (*span(exda, "token"), *span(exda, "pooled"), *span(twin, "pooled"), str(higher), str(len(twin)))
 
 
 def document(name: str) -> str:
