@@ -292,6 +292,12 @@ CLAIMS: dict[str, Claim] = {
     "experiments pair at the last step": (
         "docs/experiments.md", r"and \+([\d.]+) at ([\d,]+) \(([\d.]+) against ([\d.]+) dB, (\d+) of (\d+)\)",
         lambda: experiments_pair_claims(6000)),
+    "training tint at step 6000": (
+        "docs/training.md", r"`R x 0.5` photos fell to ([\d.+-]+) levels\s+\(ExDA\) and ([\d.+-]+) \(twin\).*?"
+                            r"\(`R x 0.5, B x 0.7`\),\s+([\d.+-]+) and ([\d.+-]+),.*?Underwater inputs still get "
+                            r"([\d.+-]+) and ([\d.+-]+) levels.*?R, G, B ([\d.+-]+), ([\d.+-]+), ([\d.+-]+) levels\s+"
+                            r"\(ExDA\) and ([\d.+-]+), ([\d.+-]+), ([\d.+-]+) \(twin\)",
+        lambda: tint_claims("tint_probe_step6000.json")),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
@@ -314,6 +320,15 @@ def experiments_pair_claims(step: int) -> tuple[str, ...]:
         means.append(f"{mean:.3f}")
     step_text, gain, won, tasks = paired_gain_claims(step)
     return gain, step_text, *means, won, tasks
+
+
+def tint_claims(name: str) -> tuple[str, ...]:
+    """The red shift of two checkpoints (ExDA, twin) on the R x 0.5, green and underwater rows of a tint probe,
+    then their R, G, B shifts on untinted photos."""
+    exda, twin = (run["shifts"] for run in load(name)["checkpoints"])
+    rows = ("R x 0.5", "R x 0.5, B x 0.7 (green)", "underwater input (seed 0)")
+    red = [f"{shifts[row][0]:+.2f}" for row in rows for shifts in (exda, twin)]
+    return (*red, *(f"{v:.2f}" for v in exda["none"]), *(f"{v:.2f}" for v in twin["none"]))
 
 
 def pair_separability_claims(folder: str) -> tuple[str, ...]:
