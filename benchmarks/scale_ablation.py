@@ -7,11 +7,13 @@ Every run of the long run (docs/training.md: `scripts/long_run.sh`) keeps its EM
 10,000 (``step_<N>.safetensors`` in ``training/<run>/`` or in the run folder). Each kept checkpoint restores
 the 9 whole held-out photos (downscaled to at most 512 px, ``--max-side``: a pass at the pool's 1024 px
 takes about 25 minutes of a core here) under all 12 training tasks (degradations drawn with seed 0, the same
-for every run; bf16 as the shipped model runs): PSNR, SSIM and LPIPS (alex) per task. The tables pair each
+for every run; bf16 as the shipped model runs where the CPU computes bf16, else fp32; each evaluation records
+which): PSNR, SSIM and LPIPS (alex) per task. The tables pair each
 network with the plain twin at the same step and seed, and set the gain beside the seed spread: how far
 seed 0 and seed 1 of the same network lie apart at that step. Parameters and FLOPs come from the
 checkpoints' networks; ``--latency`` times a 256 x 256 forward pass of each (median of 5, one thread).
-Checkpoints already evaluated (same file digest) are taken from the existing JSON, not run again.
+Checkpoints already evaluated (same file digest, size and precision) are taken from the existing JSON, not
+run again.
 """
 
 from __future__ import annotations
@@ -72,11 +74,11 @@ def heldout_photos(pool: Path, max_side: int, dest: Path) -> Path:
     return dest
 
 
-def evaluate(path: Path, photos: Path) -> dict:
+def evaluate(path: Path, photos: Path, precision: str) -> dict:
     net, info = load_network(path)
     dataset = build_dataset("synthetic", photos, "val", degradations=TASKS, patch_size=None, seed=0)
     start = time.perf_counter()
-    result = evaluate_model(net, dataset, bf16=native_bf16(torch.device("cpu")), lpips_net="alex")
+    result = evaluate_model(net, dataset, bf16=precision == "bf16", lpips_net="alex")
     per_task = {task: {k: result.per_task[task][k] for k in ("input_psnr", *METRICS)} for task in TASKS}
     return {"checkpoint": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
             "sha256": file_digest(path)["sha256"], "step": info.step, "model_name": info.arch,
@@ -116,7 +118,7 @@ def latency(name: str, kwargs: dict, size: int = 256, repeats: int = 5) -> dict:
 def to_markdown(result: dict) -> str:
     lines = ["# The paper's claim at the long run's scale (`python benchmarks/scale_ablation.py`)", "",
              f"Whole held-out photos (9 photos, longer side <= {result['max_side']} px, x 12 tasks, degradations "
-             "seeded 0), EMA weights, bf16.", ""]
+             "seeded 0), EMA weights; each run's precision in its row.", ""]
     lines += ["| network | parameters | GFLOPs at 256^2 | latency fp32 / bf16 (s, 256^2, 1 thread) |",
               "|---|---|---|---|"]
     for network, cost in result["cost"].items():
@@ -128,7 +130,8 @@ def to_markdown(result: dict) -> str:
                   "|---|" + "---|" * (len(TASKS) + 1)]
         for run, row in block["runs"].items():
             psnr = [row["per_task"][t]["psnr"] for t in TASKS]
-            lines.append(f"| {run} | " + " | ".join(f"{v:.2f}" for v in psnr) + f" | {statistics.fmean(psnr):.2f} |")
+            lines.append(f"| {run} ({row.get('precision', 'bf16')}) | " + " | ".join(f"{v:.2f}" for v in psnr)
+                         + f" | {statistics.fmean(psnr):.2f} |")
         for pair in block["pairs"]:
             gains = [pair["per_task"][t]["psnr"] for t in TASKS]
             lines.append(f"| {pair['a']} - {pair['b']} | " + " | ".join(f"{g:+.2f}" for g in gains)
@@ -138,6 +141,9 @@ def to_markdown(result: dict) -> str:
             m = pair["mean"]
             lines.append(f"- {pair['a']} - {pair['b']}: PSNR {m['psnr']:+.3f} dB (wins {pair['psnr_wins']}/"
                          f"{pair['tasks']} tasks), SSIM {m['ssim']:+.4f}, LPIPS {m['lpips']:+.4f} (lower is better)")
+        if len(block.get("precisions", [])) > 1:
+            lines.append(f"- the rows of this step were evaluated in {' and '.join(block['precisions'])}: the gains "
+                         "mix a precision change into the networks' difference; rerun on one machine")
         if block.get("seed_spread") is not None:
             lines.append(f"- seed spread (mean over tasks of |seed 0 - seed 1| PSNR, both networks): "
                          f"{block['seed_spread']:.3f} dB")
@@ -157,16 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    done = {(e["run"], e["step"], e["sha256"], e["max_side"]): e for e in old.get("evaluations", [])}
+    precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    done = {(e["run"], e["step"], e["sha256"], e["max_side"], e.get("precision")): e
+            for e in old.get("evaluations", [])}
     evaluations = []
     with tempfile.TemporaryDirectory() as tmp:
         photos = heldout_photos(args.pool, args.max_side, Path(tmp))
         for (run, step), path in sorted(kept_checkpoints(args.training, args.runs).items()):
-            entry = done.get((run, step, file_digest(path)["sha256"], args.max_side))
+            entry = done.get((run, step, file_digest(path)["sha256"], args.max_side, precision))
             if entry is None:
                 print(f"evaluating {run} at step {step} ({path})", flush=True)
                 entry = {"run": run, "network": RUNS[run][0], "seed": RUNS[run][1], "max_side": args.max_side,
-                         **evaluate(path, photos)}
+                         "precision": precision, **evaluate(path, photos, precision)}
                 entry["step"] = step
             evaluations.append(entry)
     if not evaluations:
@@ -179,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                  for plain, (pnet, pseed) in RUNS.items() if pnet == "plain" and pseed == seed and plain in rows]
         spreads = [abs(rows[a]["per_task"][t]["psnr"] - rows[b]["per_task"][t]["psnr"])
                    for a, b in SEED_PAIRS if a in rows and b in rows for t in TASKS]
-        steps[str(step)] = {"runs": rows, "pairs": pairs, "seed_spread": statistics.fmean(spreads) if spreads else None}
+        steps[str(step)] = {"runs": rows, "pairs": pairs, "seed_spread": statistics.fmean(spreads) if spreads else None,
+                            "precisions": sorted({row.get("precision", "bf16") for row in rows.values()})}
     cost = {}
     for e in evaluations:
         network = e["network"]
