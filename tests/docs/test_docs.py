@@ -298,6 +298,11 @@ CLAIMS: dict[str, Claim] = {
                             r"([\d.+-]+) and ([\d.+-]+) levels.*?R, G, B ([\d.+-]+), ([\d.+-]+), ([\d.+-]+) levels\s+"
                             r"\(ExDA\) and ([\d.+-]+), ([\d.+-]+), ([\d.+-]+) \(twin\)",
         lambda: tint_claims("tint_probe_step6000.json")),
+    "experiments whole photos": (
+        "docs/experiments.md", r"ExDA - plain PSNR ([\d.+-]+) dB \((\d+) of (\d+) tasks won\), SSIM ([\d.+-]+), "
+                               r"LPIPS ([\d.+-]+) \(worse.*?\(([\d,]+) against ([\d,]+)\), FLOPs at 256x256 "
+                               r"([\d.]+) against ([\d.]+) G",
+        lambda: whole_photo_claims(3000)),
     "model card tiny FLOPs": (
         "docs/model_card.md", r"dim 16, blocks 1/2/2/2, refinement 1\).*?: ([\d,]+) parameters, ([\d.]+) GFLOPs",
         lambda: design_table_row("exda_restormer_tiny")),
@@ -329,6 +334,16 @@ def tint_claims(name: str) -> tuple[str, ...]:
     rows = ("R x 0.5", "R x 0.5, B x 0.7 (green)", "underwater input (seed 0)")
     red = [f"{shifts[row][0]:+.2f}" for row in rows for shifts in (exda, twin)]
     return (*red, *(f"{v:.2f}" for v in exda["none"]), *(f"{v:.2f}" for v in twin["none"]))
+
+
+def whole_photo_claims(step: int) -> tuple[str, ...]:
+    """ExDA - plain at ``step`` on the whole held-out photos, and both networks' cost, from scale_ablation.json."""
+    result = load("scale_ablation.json")
+    (pair,) = [p for p in result["steps"][str(step)]["pairs"] if p["b"] == "default_photo_plain"]
+    mean, cost = pair["mean"], result["cost"]
+    return (f"{mean['psnr']:+.3f}", str(pair["psnr_wins"]), str(pair["tasks"]), f"{mean['ssim']:+.4f}",
+            f"{mean['lpips']:+.4f}", count(cost["exda"]["parameters"]), count(cost["plain"]["parameters"]),
+            f"{cost['exda']['flops'] / 1e9:.2f}", f"{cost['plain']['flops'] / 1e9:.2f}")
 
 
 def pair_separability_claims(folder: str) -> tuple[str, ...]:
