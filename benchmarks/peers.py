@@ -123,8 +123,9 @@ def main() -> int:
     header = (f"`{record['command']}` ({record['date']}, {args.threads} threads, torch {torch.__version__}; "
               f"{record['protocol']}). ExDA columns: against the backbone in the row named without `exda_`.")
     out = args.out
-    write_results(out.with_suffix(".json"), record, to_markdown(rows, args.size, header))
-    print(to_markdown(rows, args.size, header))
+    markdown = to_markdown(rows, args.size, header)
+    write_results(out.with_suffix(".json"), record, markdown)
+    print(markdown)
     return 0
 
 

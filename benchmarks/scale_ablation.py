@@ -74,14 +74,14 @@ def heldout_photos(pool: Path, max_side: int, dest: Path) -> Path:
     return dest
 
 
-def evaluate(path: Path, photos: Path, precision: str) -> dict:
+def evaluate(path: Path, sha256: str, photos: Path, precision: str) -> dict:
     net, info = load_network(path)
     dataset = build_dataset("synthetic", photos, "val", degradations=TASKS, patch_size=None, seed=0)
     start = time.perf_counter()
     result = evaluate_model(net, dataset, bf16=precision == "bf16", lpips_net="alex")
     per_task = {task: {k: result.per_task[task][k] for k in ("input_psnr", *METRICS)} for task in TASKS}
     return {"checkpoint": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-            "sha256": file_digest(path)["sha256"], "step": info.step, "model_name": info.arch,
+            "sha256": sha256, "step": info.step, "model_name": info.arch,
             "model_kwargs": info.kwargs,
             "images": len(dataset), "seconds": round(time.perf_counter() - start, 1), "per_task": per_task}
 
@@ -130,7 +130,7 @@ def to_markdown(result: dict) -> str:
                   "|---|" + "---|" * (len(TASKS) + 1)]
         for run, row in block["runs"].items():
             psnr = [row["per_task"][t]["psnr"] for t in TASKS]
-            lines.append(f"| {run} ({row.get('precision', 'bf16')}) | " + " | ".join(f"{v:.2f}" for v in psnr)
+            lines.append(f"| {run} ({row['precision']}) | " + " | ".join(f"{v:.2f}" for v in psnr)
                          + f" | {statistics.fmean(psnr):.2f} |")
         for pair in block["pairs"]:
             gains = [pair["per_task"][t]["psnr"] for t in TASKS]
@@ -141,7 +141,7 @@ def to_markdown(result: dict) -> str:
             m = pair["mean"]
             lines.append(f"- {pair['a']} - {pair['b']}: PSNR {m['psnr']:+.3f} dB (wins {pair['psnr_wins']}/"
                          f"{pair['tasks']} tasks), SSIM {m['ssim']:+.4f}, LPIPS {m['lpips']:+.4f} (lower is better)")
-        if len(block.get("precisions", [])) > 1:
+        if len(block["precisions"]) > 1:
             lines.append(f"- the rows of this step were evaluated in {' and '.join(block['precisions'])}: the gains "
                          "mix a precision change into the networks' difference; rerun on one machine")
         if block.get("seed_spread") is not None:
@@ -164,17 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
-    done = {(e["run"], e["step"], e["sha256"], e["max_side"], e.get("precision")): e
-            for e in old.get("evaluations", [])}
+    done = {(e["run"], e["step"], e["sha256"], e["max_side"], e["precision"]): e for e in old.get("evaluations", [])}
     evaluations = []
     with tempfile.TemporaryDirectory() as tmp:
         photos = heldout_photos(args.pool, args.max_side, Path(tmp))
         for (run, step), path in sorted(kept_checkpoints(args.training, args.runs).items()):
-            entry = done.get((run, step, file_digest(path)["sha256"], args.max_side, precision))
+            sha256 = file_digest(path)["sha256"]
+            entry = done.get((run, step, sha256, args.max_side, precision))
             if entry is None:
                 print(f"evaluating {run} at step {step} ({path})", flush=True)
                 entry = {"run": run, "network": RUNS[run][0], "seed": RUNS[run][1], "max_side": args.max_side,
-                         "precision": precision, **evaluate(path, photos, precision)}
+                         "precision": precision, **evaluate(path, sha256, photos, precision)}
                 entry["step"] = step
             evaluations.append(entry)
     if not evaluations:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         spreads = [abs(rows[a]["per_task"][t]["psnr"] - rows[b]["per_task"][t]["psnr"])
                    for a, b in SEED_PAIRS if a in rows and b in rows for t in TASKS]
         steps[str(step)] = {"runs": rows, "pairs": pairs, "seed_spread": statistics.fmean(spreads) if spreads else None,
-                            "precisions": sorted({row.get("precision", "bf16") for row in rows.values()})}
+                            "precisions": sorted({row["precision"] for row in rows.values()})}
     cost = {}
     for e in evaluations:
         network = e["network"]

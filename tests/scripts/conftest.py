@@ -1,14 +1,16 @@
-"""Fixtures of the script tests: a script loaded as a module, and a package fetcher faked offline."""
+"""Fixtures of the script tests: a script loaded as a module, a package fetcher faked offline, random photos."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+from PIL import Image
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -53,3 +55,18 @@ def fake_fetcher() -> Callable[[dict[str, bytes]], tuple[type, list[str]]]:
         return FakeFetcher, fetched
 
     return make
+
+
+@pytest.fixture
+def write_photos() -> Callable[..., Path]:
+    """``write_photos(folder, names, height, width)``: seeded random RGB photos ``folder/<name>.png`` (the folder
+    made if missing); returns the folder."""
+
+    def write(folder: Path, names: Iterable[str], height: int, width: int) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+        return folder
+
+    return write

@@ -6,9 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "haze_trial.py"
 spec = importlib.util.spec_from_file_location("haze_trial", SCRIPT)
@@ -16,13 +14,9 @@ haze_trial = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(haze_trial)
 
 
-def test_the_trial_scores_both_checkpoints_per_task_and_the_dark_channel(tmp_path: Path,
-                                                                          tiny_checkpoint: Path) -> None:
-    heldout = tmp_path / "heldout"
-    heldout.mkdir()
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (200, 210, 3), dtype=np.uint8)).save(heldout / f"{name}.png")
+def test_the_trial_scores_both_checkpoints_per_task_and_the_dark_channel(tmp_path: Path, tiny_checkpoint: Path,
+                                                                          write_photos) -> None:
+    heldout = write_photos(tmp_path / "heldout", ("a", "b"), 200, 210)
     out = tmp_path / "trial.json"
     assert haze_trial.main(["--arm", "same", str(tiny_checkpoint), str(tiny_checkpoint), "--heldout", str(heldout),
                             "--pool", str(heldout), "--out", str(out)]) == 0

@@ -6,10 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import exda
 from exda.engine.checkpoint import save_checkpoint
@@ -21,18 +19,14 @@ spec.loader.exec_module(scale_ablation)
 
 
 def test_the_kept_pair_is_scored_paired_and_not_run_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch, write_photos) -> None:
     monkeypatch.setattr(scale_ablation, "native_bf16", lambda device: False)  # the same precision on every CPU
     for run, value_transform in (("default_photo", "dwconv_gelu"), ("default_photo_plain", "off")):
         torch.manual_seed(0)
         model = exda.create_model("exda_restormer_test", value_transform=value_transform)
         save_checkpoint(tmp_path / "training" / run, "step_3000", model=model, ema_model=model, config={},
                         step=3000, metrics={}, train_state=None)
-    heldout = tmp_path / "pool" / "heldout"
-    heldout.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)).save(heldout / f"{name}.png")
+    write_photos(tmp_path / "pool" / "heldout", ("a", "b"), 37, 45)
     out = tmp_path / "scale.json"
     argv = ["--training", str(tmp_path / "training"), "--runs", str(tmp_path / "none"), "--pool",
             str(tmp_path / "pool"), "--max-side", "40", "--out", str(out)]

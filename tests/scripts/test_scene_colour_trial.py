@@ -8,10 +8,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import exda
 from exda.engine.checkpoint import save_checkpoint
@@ -23,18 +21,12 @@ spec.loader.exec_module(scene_colour_trial)
 
 
 @pytest.fixture
-def photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_photos) -> Path:
     """Two held-out photos and the green evaluation photos, random pixels, in place of the pools."""
-    rng = np.random.default_rng(0)
-    folders = {"HELDOUT": tmp_path / "heldout", "EVAL_PHOTOS": tmp_path / "eval"}
-    for constant, folder in folders.items():
-        folder.mkdir()
-        monkeypatch.setattr(scene_colour_trial, constant, folder)
+    monkeypatch.setattr(scene_colour_trial, "HELDOUT", write_photos(tmp_path / "heldout", ("a", "b"), 200, 210))
+    monkeypatch.setattr(scene_colour_trial, "EVAL_PHOTOS",
+                        write_photos(tmp_path / "eval", scene_colour_trial.GREEN, 40, 48))
     monkeypatch.setattr(scene_colour_trial, "VALIDATION_CROPS", 12)  # one crop per task
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (200, 210, 3), dtype=np.uint8)).save(folders["HELDOUT"] / f"{name}.png")
-    for name in scene_colour_trial.GREEN:
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folders["EVAL_PHOTOS"] / f"{name}.png")
     return tmp_path
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from exda.inference.restorer import Restorer
 
@@ -19,12 +18,8 @@ tint_probe = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tint_probe)
 
 
-def test_the_probe_reports_each_tints_mean_shift(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(photos / f"{name}.png")
+def test_the_probe_reports_each_tints_mean_shift(tmp_path: Path, tiny_checkpoint: Path, write_photos) -> None:
+    photos = write_photos(tmp_path / "photos", ("a", "b"), 40, 56)
     out = tmp_path / "probe.json"
     assert tint_probe.main(["--checkpoint", str(tiny_checkpoint), "--photos", str(photos), "--max-side", "32",
                             "--out", str(out)]) == 0
