@@ -12,13 +12,15 @@
 # Two slots, one core each (train.threads=1 in the configs), so neither stalls when the other works
 # (benchmarks/results/train_speed.md); everything else on the machine should run under `nice -n 19` (and
 # with /proc/sys/kernel/sched_autogroup_enabled at 0, or nice does not reach across sessions).
-#   slot A: default_photo, the ExDA default model, seed 0, to train.iters.
-#   slot B: default_photo_plain, the plain twin (both primitives off, seed 0), to 10,000 steps.
+#   slot A: default_photo, the ExDA default model, seed 0, to train.iters (10,000: constant lr, then a
+#           cosine over steps 8,000-10,000).
+#   slot B: default_photo_plain, the plain twin (both primitives off, seed 0), the same recipe and schedule.
 #   Then both slots take the shared queue in order, one run each at a time: 3,000 steps each of seed 1 of
 #   both networks; the default medical model (configs/default_medical.yaml, ~4 h); ExDA on the small pool
 #   (the 27 training photos of the old pool's sources: does the wider pool help?); each primitive alone.
-#   The photo side runs share default_photo's recipe and its constant learning rate up to their end
-#   (optim.schedule_iters=30000) and keep their EMA weights at steps 3,000 and 10,000 (train.keep_steps).
+#   The short photo runs share default_photo's recipe and its constant learning rate up to their end
+#   (optim.schedule_iters=30000: no decay by step 3,000, as the pair's) and keep their EMA weights at step
+#   3,000 (train.keep_steps), where they are compared with the pair's.
 #   The long pair trains with data.scene_colour (tinted clean scenes) from step 4,600 on, both networks
 #   alike; the short runs go without it, as the pair did to step 3,000.
 set -euo pipefail
@@ -46,8 +48,7 @@ run_sets() {  # the config and --set flags of run $1 -> CONFIG, SETS
     SETS=(--set "data.root=$POOL/train" --set "data.val_root=$POOL/heldout")
     case "$1" in
         default_photo) SETS+=(--set "train.keep_steps=[3000, 10000]") ;;
-        default_photo_plain) SETS+=(--set "$plain" --set train.iters=10000 --set optim.schedule_iters=30000
-                                    --set "train.keep_steps=[3000, 10000]") ;;
+        default_photo_plain) SETS+=(--set "$plain" --set "train.keep_steps=[3000, 10000]") ;;
         default_photo_seed1) SETS+=(--set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
         default_photo_plain_seed1) SETS+=(--set "$plain" --set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
         default_photo_pool_small) SETS+=(--set "data.root=$SMALL_POOL/train" "${short[@]}") ;;

@@ -71,7 +71,10 @@ def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: 
     assert kwargs["default_photo_token_only"]["value_transform"] == "off"
     assert kwargs["default_photo_token_only"].get("global_token", "on") != "off"
     config = load_training_state(tmp_path / "runs" / "default_photo_plain")["config"]
-    assert config["optim"]["schedule_iters"] == 30000 and config["data"]["root"] == str(tmp_path / "pool" / "train")
+    assert config["optim"]["schedule_iters"] is None  # the twin follows default_photo's schedule
+    assert config["data"]["root"] == str(tmp_path / "pool" / "train")
+    short = load_training_state(tmp_path / "runs" / "default_photo_token_only")["config"]
+    assert short["optim"]["schedule_iters"] == 30000  # constant lr to its end, as the pair's at step 3,000
     assert (tmp_path / "runs" / "default_photo_plain" / "checkpoints" / "step_2.safetensors").is_file()
     again = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)  # both finished: no-op
     log = (tmp_path / "runs" / "default_photo_plain" / "stdout.log").read_text()
