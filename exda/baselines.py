@@ -110,13 +110,15 @@ def _bm3d_module() -> ModuleType | None:
     return bm3d
 
 
-def bm3d(image: Image) -> Image:
-    """BM3D (Dabov et al.; the ``bm3d`` package, low-complexity profile, one thread), sigma estimated."""
+def bm3d(image: Image, sigma: float | None = None) -> Image:
+    """BM3D (Dabov et al.; the ``bm3d`` package, low-complexity profile, one thread). ``sigma`` is the noise's
+    standard deviation on the [0, 1] scale; None estimates it from the image (what a blind method can do)."""
     image = _check(image)
     module = _bm3d_module()
     if module is None:
         raise UserError("the bm3d baseline needs the optional 'bm3d' package: pip install 'exda[baselines]'")
-    sigma = estimate_noise_sigma(image)
+    if sigma is None:
+        sigma = estimate_noise_sigma(image)
     if sigma <= 0.0:
         return _finish(image, image)
     profile = module.BM3DProfileLC()

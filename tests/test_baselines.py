@@ -66,6 +66,15 @@ def test_denoiser_raises_psnr_at_sigma_25(name: str) -> None:
     assert psnr(METHODS[name](noisy), clean) > psnr(noisy, clean) + 3.0
 
 
+def test_bm3d_told_the_true_sigma() -> None:
+    skip_if_unavailable("bm3d")
+    clean = smooth_image()
+    noisy = add_noise(clean)
+    told = baselines.bm3d(noisy, sigma=25 / 255)
+    assert psnr(told, clean) > psnr(noisy, clean) + 3.0
+    assert not np.array_equal(told, baselines.bm3d(noisy, sigma=5 / 255))  # the sigma given is the one used
+
+
 def test_dark_channel_raises_psnr_on_haze() -> None:
     clean = smooth_image()
     hazy = to_image(DegradationSampler("haze", seed=0)(to_tensor(clean))[0])

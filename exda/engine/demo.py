@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ class Row:
     baseline: str
     baseline_psnr: float
     baseline_ssim: float
+    references: dict[str, float] = field(default_factory=dict)  # named methods' mean PSNR (compare's references)
 
 
 def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
@@ -68,8 +70,10 @@ def compare(
     degradations: tuple[str, ...] = DEMO_DEGRADATIONS,
     seed: int = DEMO_SEED,
     grid_photo: str | None = None,
+    references: Mapping[str, Mapping[str, Callable[[np.ndarray], np.ndarray]]] | None = None,
 ) -> tuple[list[Row], list[tuple[str, list[np.ndarray]]]]:
-    """Score ``model`` and the best classical method per degradation; also the grid's image rows."""
+    """Score ``model`` and the best classical method per degradation; also the grid's image rows.
+    ``references`` names further methods to score on the same inputs, per degradation (``Row.references``)."""
     rows, grid = [], []
     names = list(photos)
     shown = grid_photo if grid_photo in photos else names[0]
@@ -80,8 +84,11 @@ def compare(
         inputs = [score(x, c) for x, c in zip(degraded, clean, strict=True)]
         outputs = [score(y, c) for y, c in zip(restored, clean, strict=True)]
         method, base_psnr, base_ssim = best_baseline(name, degraded, clean)
+        named = {label: _mean(score(fn(x), c)[0] for x, c in zip(degraded, clean, strict=True))
+                 for label, fn in (references or {}).get(name, {}).items()}
         rows.append(Row(name, _mean(s[0] for s in inputs), _mean(s[1] for s in inputs),
-                        _mean(s[0] for s in outputs), _mean(s[1] for s in outputs), method, base_psnr, base_ssim))
+                        _mean(s[0] for s in outputs), _mean(s[1] for s in outputs), method, base_psnr, base_ssim,
+                        named))
         k = names.index(shown)
         grid.append((name, [degraded[k], restored[k], METHODS[method](degraded[k]), clean[k]]))
         label = "" if name == "clean" else f"input {rows[-1].input_psnr:.2f} -> "
