@@ -287,11 +287,11 @@ CLAIMS: dict[str, Claim] = {
                                r"(\d) blocks",
         lambda: pair_separability_claims("long_pair_step6000")),
     "readme pair at the last step": (
-        "README.md", r"and still at ([\d,]+)\s+\(\+([\d.]+) dB, (\d+) of (\d+) tasks",
-        lambda: paired_gain_claims(6000)),
+        "README.md", r"at ([\d,]+) ExDA - plain is ([+-][\d.]+) dB \((\d+) of (\d+) tasks",
+        lambda: paired_gain_claims(7500)),
     "experiments pair at the last step": (
-        "docs/experiments.md", r"and \+([\d.]+) at ([\d,]+) \(([\d.]+) against ([\d.]+) dB, (\d+) of (\d+)\)",
-        lambda: experiments_pair_claims(6000)),
+        "docs/experiments.md", r"and ([+-][\d.]+) at ([\d,]+) \(([\d.]+) against ([\d.]+) dB, (\d+) of (\d+)\)",
+        lambda: experiments_pair_claims(7500)),
     "training tint at step 6000": (
         "docs/training.md", r"`R x 0.5` photos fell to ([\d.+-]+) levels\s+\(ExDA\) and ([\d.+-]+) \(twin\).*?"
                             r"\(`R x 0.5, B x 0.7`\),\s+([\d.+-]+) and ([\d.+-]+),.*?Underwater inputs still get "
@@ -318,7 +318,7 @@ CLAIMS: dict[str, Claim] = {
 def paired_gain_claims(step: int) -> tuple[str, ...]:
     """The step, ExDA - plain mean PSNR gain and tasks won at ``step``, from benchmarks/results/long_run_curves.json."""
     (row,) = [row for row in load("long_run_curves.json")["paired"] if row["step"] == step]
-    return f"{step:,}", f"{row['mean_gain']:.2f}", str(row["tasks_won"]), str(row["tasks"])
+    return f"{step:,}", f"{row['mean_gain']:+.2f}", str(row["tasks_won"]), str(row["tasks"])
 
 
 def experiments_pair_claims(step: int) -> tuple[str, ...]:
