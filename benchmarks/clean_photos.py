@@ -2,7 +2,7 @@
 
     python benchmarks/clean_photos.py                      # the shipped photo model on the reserved eval photos
     python benchmarks/clean_photos.py --checkpoint A.safetensors B.safetensors [--photos DIR] [--max-side 512]
-        ->  benchmarks/results/clean_photos.{json,md}, benchmarks/results/clean_photos_worst.png
+        ->  benchmarks/results/clean_photos.{json,md}, benchmarks/results/clean_photos_worst.jpg
 
 The photos default to the reserved evaluation set (``python scripts/eval_photos.py`` writes it to
 ~/.cache/exda/eval-photos; never trained on). Each photo is downscaled (Lanczos) so its longer side is at most
@@ -34,6 +34,7 @@ from exda.data import io
 from exda.data.io import to_tensor
 from exda.engine.bench import require_checkpoints, run_benchmark
 from exda.errors import UserError
+from exda.figures import JPEG_QUALITY
 from exda.inference.checkpoint_format import file_digest
 from exda.inference.pretrained import default_checkpoint
 from exda.inference.restorer import Restorer
@@ -250,7 +251,7 @@ def worst_grid(runs: list[tuple[str, list[dict], dict[str, np.ndarray]]], photos
         draw.text((3, y + 2), f"{label}: {row['name']} {row['psnr']:.2f} dB, shift R,G,B {_triple(row['shift'])}, "
                   f"ring level {row['ring_level']:+.2f} | input | output | diff x{AMPLIFY}", fill="black")
         y += height
-    atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: sheet.save(tmp, format="JPEG", quality=JPEG_QUALITY))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"folder of clean photos (default {EVAL_PHOTOS})")
     parser.add_argument("--max-side", type=int, default=512, help="downscale photos to this longer side (px)")
     parser.add_argument("--out", type=Path, default=RESULTS / "clean_photos.json",
-                        help="where the JSON goes (the .md and _worst.png beside it)")
+                        help="where the JSON goes (the .md and _worst.jpg beside it)")
     args = parser.parse_args(argv)
-    grid = args.out.with_name(args.out.stem + "_worst.png")
+    grid = args.out.with_name(args.out.stem + "_worst.jpg")
     return run_benchmark("clean_photos", argv, args.out,
                          lambda: check(args.checkpoint or [default_checkpoint("photo")], args.photos, args.max_side,
                                        grid), to_markdown)

@@ -9,8 +9,8 @@ degradation. Classical candidates per degradation: exda/baselines.py (BM3D when 
         --skip-medical --out /tmp/candidate.json            # a candidate, before it ships
 
 Each model's rows are checked against the default model's goals (GOALS below; clean photos at large are
-benchmarks/clean_photos.py's). Grids are written beside ``--out`` (``<stem>_grid.png``,
-``<stem>_medical_grid.png``).
+benchmarks/clean_photos.py's). Grids are written beside ``--out`` (``<stem>_grid.jpg``,
+``<stem>_medical_grid.jpg``).
 """
 
 from __future__ import annotations
@@ -139,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         record: dict = {"date": time.strftime("%Y-%m-%d"), "seed": DEMO_SEED, "bm3d": method_available("bm3d")}
         photos = {name: load_sample(name) for name in sample_names("heldout", "natural")}
         record["photo"] = section(args.photo_checkpoint or default_checkpoint("photo"), photos, DEMO_DEGRADATIONS,
-                                  out.with_name(f"{out.stem}_grid.png"), photo_references(), photo_goals)
+                                  out.with_name(f"{out.stem}_grid.jpg"), photo_references(), photo_goals)
         if not args.skip_medical:
             slices = {name: load_sample(name) for name in sample_names("heldout", "medical")}
             record["medical"] = section(args.medical_checkpoint or default_checkpoint("medical"), slices,
-                                        MEDICAL_DEGRADATIONS, out.with_name(f"{out.stem}_medical_grid.png"),
+                                        MEDICAL_DEGRADATIONS, out.with_name(f"{out.stem}_medical_grid.jpg"),
                                         medical_references(), medical_goals)
         return record
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from exda.atomic import atomic_write
 
+JPEG_QUALITY = 90  # photo grids in the docs: small files, no visible blocking
+
 Cell = tuple[np.ndarray, str]  # H x W x C (C 1 or 3) or H x W float image in [0, 1], and its caption
 
 
@@ -19,7 +21,7 @@ def save_image_grid(
 ) -> None:
     """Save ``rows`` of captioned images; each row is centred and its cells are ``cell_height`` inches
     tall and as wide as the row's widest image asks (narrower images are centred in their cell).
-    Written atomically (PNG, or any format matplotlib knows, by suffix)."""
+    Written atomically (PNG, or any format matplotlib knows, by suffix; JPEG at quality 90)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -46,4 +48,6 @@ def save_image_grid(
             ax.set_title(caption, fontsize=fontsize, pad=3)
             ax.set_axis_off()
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+    form = path.suffix.lstrip(".").lower() or "png"
+    options = {"pil_kwargs": {"quality": JPEG_QUALITY}} if form in ("jpg", "jpeg") else {}
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=form, dpi=dpi, **options))

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exda.atomic import atomic_write
 from exda.baselines import METHODS, best_baseline, method_available, score
 from exda.data.io import to_numpy, to_tensor
 from exda.data.samples import load_sample, sample_names
 from exda.degradations import DegradationSampler
+from exda.figures import save_image_grid
 from exda.inference.tiling import restore
 
 DEMO_DEGRADATIONS: tuple[str, ...] = (
@@ -129,34 +129,13 @@ def to_markdown(rows: list[Row]) -> str:
 
 
 def save_grid(path: Path, grid: list[tuple[str, list[np.ndarray]]], methods: list[str]) -> None:
-    """One row per degradation: degraded | default model | best classical | clean, labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h, w = grid[0][1][0].shape[:2]
-    cols = len(grid[0][1])
-    scale = 2.2
-    fig, axes = plt.subplots(len(grid), cols, figsize=(cols * scale * w / h, len(grid) * scale), squeeze=False)
-    titles = ["degraded", "default model", "best classical", "clean"]
-    for r, ((name, images), method) in enumerate(zip(grid, methods, strict=True)):
-        for c, image in enumerate(images):
-            ax = axes[r][c]
-            shown = image if image.shape[2] == 3 else image[..., 0]
-            ax.imshow(np.clip(shown, 0, 1), cmap=None if image.shape[2] == 3 else "gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[c], fontsize=10)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=10)
-            if c == 2:
-                ax.set_xlabel(method, fontsize=8)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.97, bottom=0.01, wspace=0.03, hspace=0.12)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    """One row per degradation: degraded | default model | best classical | clean, captioned; the format by
+    ``path``'s suffix (``.jpg`` keeps photo grids small)."""
+    rows = []
+    for (name, images), method in zip(grid, methods, strict=True):
+        captions = (f"{name}: degraded", "default model", f"best classical: {method}", "clean")
+        rows.append(list(zip(images, captions, strict=True)))
+    save_image_grid(rows, path, cell_height=2.2, dpi=110)
 
 
 def held_out_photos(crop: int | None) -> dict[str, np.ndarray]:

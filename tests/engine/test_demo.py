@@ -94,6 +94,11 @@ def test_markdown_and_grid(compared, tmp_path: Path) -> None:
     save_grid(tmp_path / "grid.png", grid, [r.baseline for r in rows])
     with Image.open(tmp_path / "grid.png") as im:
         assert im.format == "PNG" and im.height > im.width / 2
+        lossless = np.asarray(im.convert("RGB"), dtype=np.float32)
+    save_grid(tmp_path / "grid.jpg", grid, [r.baseline for r in rows])  # the docs' grids: JPEG by suffix
+    with Image.open(tmp_path / "grid.jpg") as im:
+        assert im.format == "JPEG" and im.size == (lossless.shape[1], lossless.shape[0])
+        assert np.abs(np.asarray(im.convert("RGB"), dtype=np.float32) - lossless).mean() < 4  # the same picture
 
 
 def test_demo_cli_writes_strict_json(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

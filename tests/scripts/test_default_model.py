@@ -75,7 +75,7 @@ def test_a_candidate_checkpoint_is_measured_beside_out(tmp_path: Path, tiny_chec
     ct = record["medical"]["rows"][1]
     tv_goal = record["medical"]["goals"][1]
     assert tv_goal["goal"] == "> tv" and tv_goal["margin_db"] == round(ct["restored_psnr"] - ct["references"]["tv"], 3)
-    assert (out.parent / "candidate_grid.png").is_file() and (out.parent / "candidate_medical_grid.png").is_file()
+    assert (out.parent / "candidate_grid.jpg").is_file() and (out.parent / "candidate_medical_grid.jpg").is_file()
     assert "### Goals" in out.with_suffix(".md").read_text()
     assert default_checkpoint("photo").read_bytes() == shipped  # a candidate never touches the shipped weights
 
