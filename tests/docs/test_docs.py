@@ -288,10 +288,10 @@ CLAIMS: dict[str, Claim] = {
         lambda: pair_separability_claims("long_pair_step6000")),
     "readme pair at the last step": (
         "README.md", r"at ([\d,]+) ExDA - plain is ([+-][\d.]+) dB \((\d+) of (\d+) tasks",
-        lambda: paired_gain_claims(9000)),
+        lambda: paired_gain_claims(10000)),
     "experiments pair at the last step": (
         "docs/experiments.md", r"and ([+-][\d.]+) at ([\d,]+) \(([\d.]+) against ([\d.]+) dB, (\d+) of (\d+)\)",
-        lambda: experiments_pair_claims(9000)),
+        lambda: experiments_pair_claims(10000)),
     "training tint at step 6000": (
         "docs/training.md", r"`R x 0.5` photos fell to ([\d.+-]+) levels\s+\(ExDA\) and ([\d.+-]+) \(twin\).*?"
                             r"\(`R x 0.5, B x 0.7`\),\s+([\d.+-]+) and ([\d.+-]+),.*?Underwater inputs still get "
