@@ -27,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${EXDA_RUNS:-$HOME/exda-runs}"
+STATE="${EXDA_STATE:-training}"  # the committed, packed state of every run
 POOL="${EXDA_POOL:-$HOME/.cache/exda/photo-pool-v2}"
 SMALL_POOL="${EXDA_SMALL_POOL:-$HOME/.cache/exda/photo-pool-small}"
 SMALL_SOURCES=(pypi:scikit-image pypi:scikit-learn debian:opencv-doc)  # where the old 32-photo pool came from
@@ -61,7 +62,7 @@ run_sets() {  # the config and --set flags of run $1 -> CONFIG, SETS
 }
 
 finished() {  # whether run $1 has reached its train.iters (in this machine's run folder or the committed state)
-    grep -qs '"finished": true' "training/$1/state.json" || grep -qs "finished at step" "$RUNS/$1/train.log"
+    grep -qs '"finished": true' "$STATE/$1/state.json" || grep -qs "finished at step" "$RUNS/$1/train.log"
 }
 
 run_slot() {  # the runs $@ in order, each to its end, in the foreground; extra flags after --
@@ -108,8 +109,8 @@ main() {
             "$PY" scripts/photo_pool.py "$SMALL_POOL" --sources "${SMALL_SOURCES[@]}"
             "$PY" scripts/medical_pool.py "$MEDICAL_POOL"
             for name in "${SLOT_A[@]}" "${SLOT_B[@]}" "${QUEUE[@]}"; do
-                if [[ -f "training/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
-                    "$PY" scripts/run_state.py unpack "training/$name" "$RUNS/$name"
+                if [[ -f "$STATE/$name/state.safetensors" && ! -d "$RUNS/$name/checkpoints" ]]; then
+                    "$PY" scripts/run_state.py unpack "$STATE/$name" "$RUNS/$name"
                 fi
             done
             launch_slots "$@"
@@ -123,7 +124,7 @@ main() {
                 [[ -f "$RUNS/$name/checkpoints/last.json" ]] || continue
                 final=()  # a finished side run is over: its logs and kept steps stay, its resume state goes
                 [[ "$name" != default_photo && "$name" != default_medical ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
-                "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "training/$name"
+                "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "$STATE/$name"
             done
             echo "now: git add -A training && git commit -m 'Long run state at ...'"
             ;;

@@ -61,7 +61,7 @@ def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: 
             "--set data.val_max_items=0 --set data.degradations=[noise25] --set data.task_repeats={} "
             "--set data.length=4 --set data.batch_size=2 --set train.iters=2 --set train.keep_steps=[2]").split()
     env = {**os.environ, "PYTHON": sys.executable, "EXDA_RUNS": str(tmp_path / "runs"),
-           "EXDA_POOL": str(tmp_path / "pool")}
+           "EXDA_POOL": str(tmp_path / "pool"), "EXDA_STATE": str(tmp_path / "state")}  # not the repo's runs
     slot = ["bash", str(ROOT / "scripts" / "long_run.sh"), "slot", "default_photo_plain", "default_photo_token_only"]
     done = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -83,7 +83,8 @@ def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: 
 
 def test_long_run_slot_skips_a_run_the_other_slot_is_training(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
-    env = {**os.environ, "PYTHON": sys.executable, "EXDA_RUNS": str(tmp_path / "runs")}
+    env = {**os.environ, "PYTHON": sys.executable, "EXDA_RUNS": str(tmp_path / "runs"),
+           "EXDA_STATE": str(tmp_path / "state")}
     with open(tmp_path / "runs" / "default_photo_seed1.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other slot's flock holds it
         done = subprocess.run(["bash", str(ROOT / "scripts" / "long_run.sh"), "slot", "default_photo_seed1"],
