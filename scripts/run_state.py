@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from exda.atomic import atomic_write
+from exda.inference.checkpoint_format import file_digest
 from exda.engine.checkpoint import load_training_state, save_checkpoint
 from exda.errors import UserError
 from exda.models import create_model
@@ -103,9 +105,15 @@ def _relative_rms(values: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def _round_kept(src: Path, dst: Path) -> None:
-    """A kept checkpoint's weights rounded to bf16 (``src`` -> ``dst``)."""
-    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(src)).items()},
-              str(dst))
+    """A kept checkpoint rounded to bf16 (``src`` -> ``dst``, both ``.safetensors``): its metadata (the
+    network) kept, and its JSON's recorded size and SHA-256 those of the rounded file."""
+    with safe_open(str(src), "pt") as f:
+        metadata = f.metadata()
+    weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
+    atomic_write(dst, lambda tmp: save_file(weights, str(tmp), metadata=metadata))
+    record = json.loads(src.with_suffix(".json").read_text())
+    record["files"] = {".safetensors": file_digest(dst)}
+    atomic_write(dst.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def _copy_kept(src: Path, dst: Path, round_weights: bool = False) -> None:
@@ -114,9 +122,12 @@ def _copy_kept(src: Path, dst: Path, round_weights: bool = False) -> None:
     complete checkpoint, last."""
     for weights in sorted(src.glob("step_*.safetensors")):
         info = weights.with_suffix(".json")
-        if info.is_file() and not (dst / info.name).is_file():
-            write = _round_kept if round_weights else shutil.copyfile
-            atomic_write(dst / weights.name, lambda tmp, path=weights, write=write: write(path, tmp))
+        if not info.is_file() or (dst / info.name).is_file():
+            continue
+        if round_weights:
+            _round_kept(weights, dst / weights.name)
+        else:
+            atomic_write(dst / weights.name, lambda tmp, path=weights: shutil.copyfile(path, tmp))
             atomic_write(dst / info.name, lambda tmp, path=info: shutil.copyfile(path, tmp))
 
 

@@ -13,6 +13,8 @@ from exda.engine.checkpoint import load_training_state
 from exda.engine.config import config_from_dict
 from exda.engine.trainer import train
 from exda.errors import UserError
+from exda.inference.checkpoint_format import checkpoint_problem
+from exda.inference.loader import load_network
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_state.py"
 spec = importlib.util.spec_from_file_location("run_state", SCRIPT)
@@ -81,6 +83,11 @@ def test_a_finished_run_keeps_its_logs_and_kept_checkpoints_only(tmp_path: Path)
     run_state.pack(tmp_path / "run", tmp_path / "state", final=True)
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
         "config.yaml", "state.json", "step_2.json", "step_2.safetensors", "train.log"]
+    kept, info = load_network(tmp_path / "state" / "step_2.safetensors")  # rounded to bf16, still an exda checkpoint
+    assert info.step == 2 and checkpoint_problem(tmp_path / "state" / "step_2.safetensors") is None
+    original, _ = load_network(tmp_path / "run" / "checkpoints" / "step_2.safetensors")
+    for (name, rounded), exact in zip(kept.state_dict().items(), original.state_dict().values()):
+        assert torch.allclose(rounded, exact, rtol=1e-2, atol=1e-6), name
     with pytest.raises(UserError, match="finished at step 2"):
         run_state.unpack(tmp_path / "state", tmp_path / "again")
     stopped_early = config(2)
