@@ -1,6 +1,7 @@
 """The default models shipped inside the package (``exda/weights/``), and which one an input gets.
 
-``photo``: one small ExDA network for natural-image degradations and their mixtures (3 channels).
+``photo``: one small network for natural-image degradations and their mixtures (3 channels): the long run's
+plain twin, with both ExDA primitives off, which restored better than the ExDA network at that scale.
 ``medical``: a smaller 1-channel ExDA network for MRI / CT / PET degradations. How each was trained,
 and how well it does: docs/model_card.md.
 """
