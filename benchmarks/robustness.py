@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,9 +126,12 @@ def _png_header(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
 
 
+CODE_MARKER = Path("/tmp/exda_robustness_code_ran")  # exists only if a pickle's code ever ran
+
+
 class _RunsCode:
     def __reduce__(self) -> tuple:
-        return (os.system, ("touch /tmp/exda_robustness_code_ran",))
+        return (os.system, (f"touch {CODE_MARKER}",))
 
 
 def _exif_rotated(folder: Path) -> Path:
@@ -274,7 +277,8 @@ def _special_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _file_size_limit(limit: int):
+def file_size_limit(limit: int) -> Iterator[None]:
+    """A real write limit: files may not grow past ``limit`` bytes (EFBIG, like a full disk)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
@@ -309,7 +313,7 @@ def run_input_cases(work: Path, checkpoint: Path) -> dict:
         raised = None
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                with _file_size_limit(limit) if limit else contextlib.nullcontext():
+                with file_size_limit(limit) if limit else contextlib.nullcontext():
                     rc = main(argv)
             except BaseException as err:  # noqa: BLE001 - counting escapes is the point
                 rc, raised = -1, f"{type(err).__name__}: {err}"
@@ -331,7 +335,7 @@ def run_input_cases(work: Path, checkpoint: Path) -> dict:
                      "line": errors[0] if errors else ""})
     return {"rows": rows, "kinds": len(rows), "ok": sum(r["ok"] for r in rows),
             "tracebacks": sum(r["traceback"] for r in rows),
-            "code_executed": Path("/tmp/exda_robustness_code_ran").exists()}
+            "code_executed": CODE_MARKER.exists()}
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -381,7 +385,10 @@ def _flip(data: bytes, at: int) -> bytes:
     return bytes(blob)
 
 
-def _bad_checkpoints(folder: Path) -> dict[str, Path]:
+RESUME_ONLY = "exda checkpoint of another architecture than the config (resume only)"  # valid elsewhere
+
+
+def bad_checkpoints(folder: Path) -> dict[str, Path]:
     """One file (or folder) per kind of bad checkpoint; the safetensors ones start from a real checkpoint."""
     import zipfile
 
@@ -441,12 +448,12 @@ def _bad_checkpoints(folder: Path) -> dict[str, Path]:
         "pickle holding a class (whole nn.Module)": saved("module.pth", torch.nn.Conv2d(3, 3, 3)),
         "weights of an architecture exda lacks": saved("resnet.pth", {"conv1.weight": torch.zeros(8, 3, 3, 3),
                                                                       "fc.weight": torch.zeros(10, 8)}),
-        "exda checkpoint of another architecture than the config (resume only)": other_arch,
+        RESUME_ONLY: other_arch,
         "folder without a checkpoint": folder / "empty_run",
     }
 
 
-def _checkpoint_argv(command: str, bad: Path, work: Path, config: Path, image: Path) -> list[str] | None:
+def checkpoint_argv(command: str, bad: Path, work: Path, config: Path, image: Path) -> list[str] | None:
     """The command line giving ``bad`` as the checkpoint (None: the kind does not apply to the command);
     ``train --resume`` gets it as its run's last checkpoint, with a record that matches it."""
     from exda.inference.checkpoint_format import FORMAT, file_digest
@@ -495,7 +502,7 @@ def _serve_line(bad: Path, image: Path) -> tuple[int, str, str | None]:
 
 def run_checkpoint_cases(work: Path) -> dict:
     """Every bad checkpoint kind through every command, in-process."""
-    kinds = _bad_checkpoints(work / "files")
+    kinds = bad_checkpoints(work / "files")
     config = work / "train.yaml"
     config.write_text(json.dumps(CKPT_TRAIN_CONFIG))
     image = work / "in.png"
@@ -511,7 +518,7 @@ def run_checkpoint_cases(work: Path) -> dict:
                     continue
                 rc, stderr, raised = _serve_line(bad, image)
             else:
-                argv = _checkpoint_argv(command, bad, case, config, image)
+                argv = checkpoint_argv(command, bad, case, config, image)
                 if argv is None:
                     continue
                 out, err = io.StringIO(), io.StringIO()
@@ -534,7 +541,7 @@ def run_checkpoint_cases(work: Path) -> dict:
     tried = [o for row in rows for o in row["commands"].values()]
     return {"kinds": len(rows), "commands": list(CHECKPOINT_COMMANDS), "pairs": len(tried),
             "ok": sum(o["ok"] for o in tried), "tracebacks": sum(o["traceback"] for o in tried),
-            "code_executed": Path("/tmp/exda_robustness_code_ran").exists(), "rows": rows}
+            "code_executed": CODE_MARKER.exists(), "rows": rows}
 
 
 # ----- 3. kill -9 and damaged checkpoints ---------------------------------------------------------
@@ -748,7 +755,7 @@ def main_cli() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    Path("/tmp/exda_robustness_code_ran").unlink(missing_ok=True)
+    CODE_MARKER.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="exda_robustness_") as tmp:
         work = Path(tmp)
         torch.manual_seed(0)

@@ -12,11 +12,8 @@ import io
 import json
 import os
 import re
-import resource
 import struct
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -178,22 +175,12 @@ def test_jpeg_and_webp_outputs_with_quality(tiny_checkpoint: Path, tmp_path: Pat
     assert load_image(tmp_path / "out.webp").alpha is not None
 
 
-@contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """A real write limit: files may not grow past ``limit`` bytes (EFBIG, like a full disk)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-
-
-def test_full_output_location_is_one_line_and_leaves_no_file(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_full_output_location_is_one_line_and_leaves_no_file(tiny_checkpoint: Path, tmp_path: Path, capsys,
+                                                             robustness) -> None:
     src = tmp_path / "in.png"
     Image.fromarray(_noise(96, 96)).save(src)  # about 28 KB as PNG
     (tmp_path / "out").mkdir()
-    with file_size_limit(4096):
+    with robustness.file_size_limit(4096):
         rc = main(["restore", str(src), "-o", str(tmp_path / "out" / "r.png"), "--checkpoint", str(tiny_checkpoint)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and re.search(r"cannot write .*r\.png: File too large", err[0])
@@ -264,7 +251,7 @@ def test_stale_temp_files_of_a_killed_save_are_removed_on_resume(reference_run: 
     assert not stale.exists()
 
 
-def test_full_disk_during_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
+def test_full_disk_during_checkpoint_write_keeps_the_previous_one(tmp_path: Path, robustness) -> None:
     config = _config(iters=2)
     trainer = Trainer(config, tmp_path / "run", torch.device("cpu"), DistContext())
     trainer.step = 1
@@ -272,7 +259,7 @@ def test_full_disk_during_checkpoint_write_keeps_the_previous_one(tmp_path: Path
     ckpt = tmp_path / "run" / CHECKPOINT_DIR
     trainer.step = 2
     message = r"cannot write checkpoint last at step 2 .*File too large.*intact"
-    with file_size_limit(2048), pytest.raises(UserError, match=message):
+    with robustness.file_size_limit(2048), pytest.raises(UserError, match=message):
         trainer._save("last", {}, with_state=True)
     path, problems = latest_valid_checkpoint(ckpt)
     assert path == ckpt / "previous.safetensors" and json.loads((ckpt / "previous.json").read_text())["step"] == 1
