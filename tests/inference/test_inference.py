@@ -147,9 +147,9 @@ def test_basicsr_ema_weights_unless_use_ema_is_off(tmp_path: Path) -> None:
 
 
 def test_a_legacy_checkpoint_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped models predate the token options (their kwargs are completed from a model on the meta
-    device): one real build per load."""
-    path = default_checkpoint("photo")
+    """The shipped medical model predates the token options (its kwargs are completed from a model on the
+    meta device): one real build per load."""
+    path = default_checkpoint("medical")
     builds = []
     real = checkpoint_format.create_model
 
