@@ -39,9 +39,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from exda.atomic import atomic_write
-from exda.inference.checkpoint_format import file_digest
 from exda.engine.checkpoint import load_training_state, save_checkpoint
 from exda.errors import UserError
+from exda.inference.checkpoint_format import file_digest
 from exda.models import create_model
 
 FORMAT = "exda-run-state-v3"
@@ -109,7 +109,8 @@ def _round_kept(src: Path, dst: Path) -> None:
     network) kept, and its JSON's recorded size and SHA-256 those of the rounded file."""
     with safe_open(str(src), "pt") as f:
         metadata = f.metadata()
-    weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
+        weights = {k: f.get_tensor(k) for k in f.keys()}
+    weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()}
     atomic_write(dst, lambda tmp: save_file(weights, str(tmp), metadata=metadata))
     record = json.loads(src.with_suffix(".json").read_text())
     record["files"] = {".safetensors": file_digest(dst)}

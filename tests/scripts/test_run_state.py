@@ -86,7 +86,7 @@ def test_a_finished_run_keeps_its_logs_and_kept_checkpoints_only(tmp_path: Path)
     kept, info = load_network(tmp_path / "state" / "step_2.safetensors")  # rounded to bf16, still an exda checkpoint
     assert info.step == 2 and checkpoint_problem(tmp_path / "state" / "step_2.safetensors") is None
     original, _ = load_network(tmp_path / "run" / "checkpoints" / "step_2.safetensors")
-    for (name, rounded), exact in zip(kept.state_dict().items(), original.state_dict().values()):
+    for (name, rounded), exact in zip(kept.state_dict().items(), original.state_dict().values(), strict=True):
         assert torch.allclose(rounded, exact, rtol=1e-2, atol=1e-6), name
     with pytest.raises(UserError, match="finished at step 2"):
         run_state.unpack(tmp_path / "state", tmp_path / "again")
