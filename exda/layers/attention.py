@@ -95,15 +95,35 @@ class TransposedCrossAttention(nn.Module):
 EPS = 1e-12  # F.normalize's
 
 
+def squared_norm(t: torch.Tensor) -> torch.Tensor:
+    """||t||^2 along the pixel axis, in float32 or wider (B x heads x rows x 1).
+
+    The pixel axis of a channels-last feature map's per-head view is strided (one value per channel of
+    the pixel), and a reduction along it reads each cache line once per row: an order of magnitude slower
+    than on a contiguous view (whole networks: benchmarks/results/attention_speed.md). Without
+    autograd, such a float32 (or wider) t's squared norms are taken as the diagonal of t t^T instead, a
+    matrix product that reads t panel by panel in any layout. In training, where the product's backward
+    costs more than it saves, and for narrower types, the float32-accumulated reduction stays."""
+    acc = wide(t.dtype)
+    if t.dtype == acc and t.stride(-1) != 1 and not t.requires_grad:
+        return torch.diagonal(t @ t.transpose(-2, -1), dim1=-2, dim2=-1).unsqueeze(-1)
+    return torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=acc).square()
+
+
 def inverse_norm(t: torch.Tensor) -> torch.Tensor:
-    """1 / max(||t||, eps) along the pixel axis, accumulated in float32 or wider (B x heads x rows x 1)."""
-    return torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=wide(t.dtype)).clamp_min(EPS).reciprocal()
+    """1 / max(||t||, eps) along the pixel axis, in float32 or wider (B x heads x rows x 1)."""
+    return squared_norm(t).clamp_min(EPS * EPS).rsqrt()
+
+
+def scaled_logits(q: torch.Tensor, k: torch.Tensor, q_inv: torch.Tensor) -> torch.Tensor:
+    """norm(q) norm(k)^T, given q's inverse norms, computed as (q k^T) / (|q| |k|^T): the division touches
+    the small C/h x C/h map instead of the two C/h x HW tensors (float32 or wider)."""
+    return (q @ k.transpose(-2, -1)).to(wide(q.dtype)) * (q_inv * inverse_norm(k).transpose(-2, -1))
 
 
 def cosine_logits(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """norm(q) norm(k)^T, computed as (q k^T) / (|q| |k|^T): the division touches the small C/h x C/h
-    map instead of the two C/h x HW tensors (equal to F.normalize on both sides; float32 or wider)."""
-    return (q @ k.transpose(-2, -1)).to(wide(q.dtype)) * (inverse_norm(q) * inverse_norm(k).transpose(-2, -1))
+    """norm(q) norm(k)^T (equal to F.normalize on both sides; float32 or wider)."""
+    return scaled_logits(q, k, inverse_norm(q))
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
@@ -118,9 +138,10 @@ def attend_with_row_token(
     """Equals concatenating a token row (B x heads x 1 x HW) onto q, k, v, attending, and dropping the
     token's output row, without copying q, k, v: the token's query row only feeds the dropped row,
     so the token enters as one extra key/value whose logits and output term are computed apart."""
-    logits = torch.cat([cosine_logits(q, k), cosine_logits(q, tok)], dim=-1)
+    q_inv = inverse_norm(q)  # once for both products
+    logits = torch.cat([scaled_logits(q, k, q_inv), scaled_logits(q, tok, q_inv)], dim=-1)
     weights = (logits * temperature).softmax(dim=-1).to(v.dtype)
-    return weights[..., :-1] @ v + weights[..., -1:] * tok
+    return torch.addcmul(weights[..., :-1] @ v, weights[..., -1:], tok)  # one pass for the token's term
 
 
 def attend_with_column_tokens(
@@ -130,8 +151,8 @@ def attend_with_column_tokens(
     attending, and dropping the token columns, without the copies: the extended inner products are
     q k^T + tok tok^T over the extended norms, and the dropped columns never reach the output."""
     acc = wide(q.dtype)
-    tok_sq = torch.linalg.vector_norm(tok, dim=-1, keepdim=True, dtype=acc).square()
-    q_norm = (torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=acc).square() + tok_sq).sqrt().clamp_min(EPS)
-    k_norm = (torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=acc).square() + tok_sq).sqrt().clamp_min(EPS)
+    tok_sq = squared_norm(tok)
+    q_norm = (squared_norm(q) + tok_sq).sqrt().clamp_min(EPS)
+    k_norm = (squared_norm(k) + tok_sq).sqrt().clamp_min(EPS)
     logits = (q @ k.transpose(-2, -1) + tok @ tok.transpose(-2, -1)).to(acc) / (q_norm * k_norm.transpose(-2, -1))
     return (logits * temperature).softmax(dim=-1).to(v.dtype) @ v

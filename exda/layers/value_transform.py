@@ -49,9 +49,8 @@ class NonlinearValue(nn.Module):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         if self.kind == "off":
             return v
-        if self.kind == "gelu":
-            return v + F.gelu(v)
-        return v + self.phi(v)
+        phi = F.gelu(v) if self.kind == "gelu" else self.phi(v)
+        return phi.add_(v)  # v + phi(v), into phi's own new tensor (neither GELU's nor a conv's backward reads it)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"

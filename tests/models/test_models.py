@@ -245,6 +245,29 @@ def test_attend_equals_literal_normalised_attention():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+
+def test_norms_of_a_channels_last_view_without_autograd_equal_the_reduction():
+    """Inference takes the squared norms of a strided (channels-last) per-head view from the diagonal of
+    t t^T; they equal the reduction's, and the attention built on them equals the concatenation reference."""
+    from exda.layers.attention import squared_norm
+
+    torch.manual_seed(0)
+    nhwc = torch.randn(2, 12, 19, 23, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    view = nhwc[:, 4:8].reshape(2, 2, 2, 19 * 23)  # a chunk of a qkv map, per head: the pixel axis strided
+    assert view.stride(-1) != 1
+    with torch.inference_mode():
+        gram = squared_norm(view)
+    expected = view.contiguous().square().sum(dim=-1, keepdim=True)
+    torch.testing.assert_close(gram, expected, rtol=1e-13, atol=1e-13)
+    for kind in ("row", "columns"):
+        fast = TransposedAttention(12, 2, value_transform="dwconv_gelu", global_token=kind).double()
+        reference = TransposedAttention(12, 2, value_transform="dwconv_gelu", global_token=kind, path="reference")
+        reference.double().load_state_dict(fast.state_dict())
+        with torch.inference_mode():
+            y_fast = fast.to(memory_format=torch.channels_last)(nhwc)
+            y_reference = reference(nhwc.contiguous())
+        torch.testing.assert_close(y_fast, y_reference, rtol=1e-10, atol=1e-12)
+
 def test_patch_embedding_is_bias_free_whatever_bias_says():
     # The official Restormer / PromptIR build OverlapPatchEmbed without passing `bias`: always bias-free.
     for name in ("restormer_test", "promptir_test"):
