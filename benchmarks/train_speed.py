@@ -37,7 +37,11 @@ from pathlib import Path
 
 import torch
 
+from exda.engine.config import load_config
+from exda.engine.trainer import training_precision
+
 RESULTS = Path(__file__).resolve().parent / "results"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default_photo.yaml"
 WINDOW = 2  # steps per logged window
 LINE = re.compile(r"step (\d+) loss \S+ lr \S+ epoch \d+ ([\d.]+) s/step data ([\d.]+)%")
 COMPILE = re.compile(r"torch.compile: first step took ([\d.]+) s")
@@ -72,6 +76,15 @@ SETTINGS = [
     Setting("t1_compile_spin", "1 thread, torch.compile, one core busy", (*T1, "train.compile=true"), load="spin"),
     Setting("t1_compile_pair", "two compiled 1-thread runs side by side", (*T1, "train.compile=true"), load="pair"),
 ]
+
+
+def recipe() -> str:
+    """The recipe the settings start from, as configs/default_photo.yaml says today (precision resolved here)."""
+    config = load_config(CONFIG)
+    layout = "channels-last" if config.train.channels_last else "channels-first"
+    precision = training_precision(config.train.precision, torch.device("cpu"))
+    return (f"configs/default_photo.yaml ({config.model.name}, patch {config.data.patch_size}, "
+            f"batch {config.data.batch_size}, {precision}, {layout})")
 
 
 def spin() -> subprocess.Popen:
@@ -181,7 +194,7 @@ def main() -> None:
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
-        "recipe": "configs/default_photo.yaml (exda_restormer_tiny, patch 128, batch 8, bf16, channels-last)",
+        "recipe": recipe(),
         "data": str(data), "seconds_per_setting": args.seconds, "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

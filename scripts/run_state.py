@@ -139,6 +139,11 @@ def pack(run_dir: Path, state_dir: Path, final: bool = False) -> None:
             raise UserError(f"{run_dir} stands at step {saved['step']} of {saved['config']['train']['iters']}: "
                             "not finished (pack it without --final)")
         return _pack_finished(run_dir, state_dir, saved)
+    record_file = state_dir / "state.json"
+    if record_file.is_file() and json.loads(record_file.read_text())["step"] == saved["step"]:
+        # an unpacked state packed again differs in its rounding, not in its step: git would store it twice
+        print(f"{state_dir} already holds step {saved['step']} of {run_dir}: left as it is")
+        return
     train_state = dict(saved["train_state"])
     optimizer = train_state.pop("optimizer")
     model_keys, ema_keys = list(saved["model"]), list(saved["ema"])

@@ -65,6 +65,18 @@ def test_packed_state_resumes_the_run(tmp_path: Path) -> None:
         run_state.unpack(tmp_path / "state", tmp_path / "resumed")
 
 
+def test_a_state_packed_at_the_same_step_is_left_as_it_is(tmp_path: Path) -> None:
+    train(config(2), tmp_path / "run")
+    run_state.pack(tmp_path / "run", tmp_path / "state")
+    run_state.unpack(tmp_path / "state", tmp_path / "resumed")  # a new session, before any step
+    before = {p.name: p.read_bytes() for p in (tmp_path / "state").iterdir()}
+    run_state.pack(tmp_path / "resumed", tmp_path / "state")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "state").iterdir()} == before
+    train(config(3), tmp_path / "resumed", resume=True)  # a step later it is packed again
+    run_state.pack(tmp_path / "resumed", tmp_path / "state")
+    assert '"step": 3' in (tmp_path / "state" / "state.json").read_text()
+
+
 def test_byte_planes_and_fp8_round_trip() -> None:
     generator = torch.Generator().manual_seed(0)
     tensors = [torch.randn(3, 5, generator=generator), torch.randn(7, generator=generator)]
