@@ -21,8 +21,9 @@ def main(run: Path, kind: str) -> None:
     model, info = load_network(run, use_ema=True)
     path = save_checkpoint(WEIGHTS_DIR, DEFAULT_MODELS[kind], model=model, config=info.config,
                            step=info.step, metrics=info.metrics, train_state=None)
-    print(f"{info.arch} step {info.step} (EMA={info.ema}) -> {path} "
-          f"({path.stat().st_size / 2**20:.1f} MiB)")
+    # a kept step checkpoint (train.keep_steps) holds one set of weights, the EMA's, stored as its model
+    weights = "its EMA weights" if info.ema else "its only weights (a kept step's are the EMA's)"
+    print(f"{info.arch} step {info.step}, {weights} -> {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":
