@@ -107,8 +107,8 @@ ATTENTION_BENCHMARKS = (
     r"([\d.]+)x\)\s+for the full-size ones; ExDA's overhead on the fast path goes from ([\d.]+)x to ([\d.]+)x "
     r"\(full size\) and from ([\d.]+)x to ([\d.]+)x \(small\)")
 
-def load_claims() -> tuple[str, ...]:
-    result = json.loads((RESULTS / "speed_load.json").read_text(encoding="utf-8"))
+def load_claims(file: str = "speed_load.json") -> tuple[str, ...]:
+    result = json.loads((RESULTS / file).read_text(encoding="utf-8"))
     by_path = {r["path"]: r["latency_s"] for r in result["inference"]}
     idle = by_path["fast"]
     return (f"{idle:.2f}", f"{by_path['fast_loaded']:.2f}", f"{by_path['fast_loaded'] / idle:.2f}",
@@ -117,6 +117,8 @@ def load_claims() -> tuple[str, ...]:
 
 LOAD = (r"idle ([\d.]+) s, beside the busy loop ([\d.]+) s on the idle core \(([\d.]+)x\) and\s+"
         r"([\d.]+) s on all threads \(([\d.]+)x\)")
+XEON_LOAD = (r"speed_load_xeon\.md`.*?idle\s+([\d.]+) s, beside\s+the busy loop ([\d.]+) s with threads on the idle core "
+             r"\(([\d.]+)x\) and ([\d.]+) s on all threads \(([\d.]+)x\)")
 
 Claim = tuple[str, str, Callable[[], tuple[str, ...]]]
 CLAIMS: dict[str, Claim] = {
@@ -126,6 +128,8 @@ CLAIMS: dict[str, Claim] = {
     "benchmarks large photo tiles": ("benchmarks/README.md", TILE, tile_claims),
     "readme concurrent load": ("README.md", LOAD, load_claims),
     "readme xeon paths": ("README.md", XEON, xeon_claims),
+    "readme xeon load": ("README.md", XEON_LOAD, lambda: load_claims("speed_load_xeon.json")),
+    "benchmarks xeon load": ("benchmarks/README.md", XEON_LOAD, lambda: load_claims("speed_load_xeon.json")),
     "benchmarks xeon paths": ("benchmarks/README.md", XEON, xeon_claims),
     "readme attention norms": ("README.md", ATTENTION_README, attention_readme_claims),
     "benchmarks attention norms": ("benchmarks/README.md", ATTENTION_BENCHMARKS, attention_benchmarks_claims),
