@@ -117,8 +117,8 @@ def load_claims(file: str = "speed_load.json") -> tuple[str, ...]:
 
 LOAD = (r"idle ([\d.]+) s, beside the busy loop ([\d.]+) s on the idle core \(([\d.]+)x\) and\s+"
         r"([\d.]+) s on all threads \(([\d.]+)x\)")
-XEON_LOAD = (r"speed_load_xeon\.md`.*?idle\s+([\d.]+) s, beside\s+the busy loop ([\d.]+) s with threads on the idle core "
-             r"\(([\d.]+)x\) and ([\d.]+) s on all threads \(([\d.]+)x\)")
+XEON_LOAD = (r"speed_load_xeon\.md`.*?idle\s+([\d.]+) s, beside\s+the busy loop ([\d.]+) s with threads on the "
+             r"idle core \(([\d.]+)x\) and ([\d.]+) s on all threads \(([\d.]+)x\)")
 
 Claim = tuple[str, str, Callable[[], tuple[str, ...]]]
 CLAIMS: dict[str, Claim] = {
