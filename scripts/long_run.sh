@@ -16,8 +16,10 @@
 #           cosine over steps 8,000-10,000).
 #   slot B: default_photo_plain, the plain twin (both primitives off, seed 0), the same recipe and schedule.
 #   Then both slots take the shared queue in order, one run each at a time: 3,000 steps each of seed 1 of
-#   both networks; the default medical model (configs/default_medical.yaml, ~4 h); ExDA on the small pool
-#   (the 27 training photos of the old pool's sources: does the wider pool help?); each primitive alone.
+#   both networks; the default medical model (configs/default_medical.yaml, ~4 h); a second cycle of the
+#   shipped photo model (the plain twin's EMA weights at step 10,000 fine-tuned through another 10,000 steps
+#   of the same recipe: warmup, constant rate, cosine decay; ~12 h); ExDA on the small pool (the 27 training
+#   photos of the old pool's sources: does the wider pool help?); each primitive alone.
 #   The short photo runs share default_photo's recipe and its constant learning rate up to their end
 #   (optim.schedule_iters=30000: no decay by step 3,000, as the pair's) and keep their EMA weights at step
 #   3,000 (train.keep_steps), where they are compared with the pair's.
@@ -32,13 +34,16 @@ POOL="${EXDA_POOL:-$HOME/.cache/exda/photo-pool-v2}"
 SMALL_POOL="${EXDA_SMALL_POOL:-$HOME/.cache/exda/photo-pool-small}"
 SMALL_SOURCES=(pypi:scikit-image pypi:scikit-learn debian:opencv-doc)  # where the old 32-photo pool came from
 MEDICAL_POOL="${EXDA_MEDICAL_POOL:-$HOME/.cache/exda/medical-pool-v2}"
+# The shipped photo model as of 2026-12-08: the plain twin's EMA weights at step 10,000 (where cycle 2 starts)
+SHIPPED_PHOTO="${EXDA_SHIPPED_PHOTO:-exda/weights/exda_photo.safetensors}"
 PY="${PYTHON:-.venv/bin/python}"
 # Each slot runs its own run, then takes what is left of the shared queue, in order (a run one slot is
 # training, the other skips).
 SLOT_A=(default_photo)
 SLOT_B=(default_photo_plain)
-QUEUE=(default_photo_seed1 default_photo_plain_seed1 default_medical default_photo_pool_small
-       default_photo_value_only default_photo_token_only)
+QUEUE=(default_photo_seed1 default_photo_plain_seed1 default_medical default_photo_plain_cycle2
+       default_photo_pool_small default_photo_value_only default_photo_token_only)
+KEEP_STATE=(default_photo default_photo_plain_cycle2 default_medical)  # packed with their resume state when finished
 
 run_sets() {  # the config and --set flags of run $1 -> CONFIG, SETS
     local plain="model.kwargs={value_transform: 'off', global_token: 'off'}"
@@ -52,6 +57,10 @@ run_sets() {  # the config and --set flags of run $1 -> CONFIG, SETS
         default_photo_plain) SETS+=(--set "$plain" --set "train.keep_steps=[3000, 10000]") ;;
         default_photo_seed1) SETS+=(--set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
         default_photo_plain_seed1) SETS+=(--set "$plain" --set train.seed=1 --set data.val_seed=0 "${short[@]}") ;;
+        # The shipped model through a second cycle; its steps count from 0 again, with new data (seed 2).
+        default_photo_plain_cycle2) SETS+=(--set "$plain" --set train.seed=2 --set data.val_seed=0
+                                           --set "train.init_from=$SHIPPED_PHOTO"
+                                           --set "train.keep_steps=[10000]") ;;
         default_photo_pool_small) SETS+=(--set "data.root=$SMALL_POOL/train" "${short[@]}") ;;
         default_photo_value_only) SETS+=(--set "model.kwargs={global_token: 'off'}" "${short[@]}") ;;
         default_photo_token_only) SETS+=(--set "model.kwargs={value_transform: 'off'}" "${short[@]}") ;;
@@ -123,7 +132,7 @@ main() {
             for name in "${SLOT_A[@]}" "${SLOT_B[@]}" "${QUEUE[@]}"; do
                 [[ -f "$RUNS/$name/checkpoints/last.json" ]] || continue
                 final=()  # a finished side run is over: its logs and kept steps stay, its resume state goes
-                [[ "$name" != default_photo && "$name" != default_medical ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
+                [[ " ${KEEP_STATE[*]} " != *" $name "* ]] && grep -qs "finished at step" "$RUNS/$name/train.log" && final=(--final)
                 "$PY" scripts/run_state.py pack "${final[@]}" "$RUNS/$name" "$STATE/$name"
             done
             echo "now: git add -A training && git commit -m 'Long run state at ...'"
@@ -138,7 +147,7 @@ main() {
             ;;
         stop)  # the slot loops first, or slot B would start its next run
             pkill -f "long_run.sh slot" || true
-            pkill -f "exda train --config default_photo --out $RUNS/" || true
+            pkill -f "exda train --config default_[a-z]* --out $RUNS/" || true
             ;;
         *)
             awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"  # the header above

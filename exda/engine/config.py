@@ -119,6 +119,10 @@ class TrainConfig:
     # continues weights, EMA, optimizer and schedule with a new data order (a GPU with a larger batch).
     resume_exact: bool = True
     compile: bool = False  # torch.compile the training forward/backward (inductor); compile time is logged
+    # A fresh run starts from these weights (fine-tuning): any checkpoint `--checkpoint` takes (an exda one's EMA
+    # weights where it has them, a published .pth / .ckpt) of the same network; optimizer, schedule and step
+    # start afresh. None = random initial weights. --resume ignores it (the run's own checkpoint continues).
+    init_from: str | None = None
 
 
 @dataclass

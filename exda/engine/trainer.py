@@ -57,6 +57,7 @@ from exda.engine.losses import build_loss
 from exda.errors import UserError
 from exda.inference.checkpoint_format import load_state_into
 from exda.inference.fast import native_bf16
+from exda.inference.loader import load_network
 from exda.layers.global_token import token_kwargs
 from exda.models import create_model, model_traits
 
@@ -353,6 +354,24 @@ class Trainer:
         if (stage := stage_at(self.stages, self.step - 1)) != self.stage:
             self._use_stage(stage)
 
+    def start_from(self, checkpoint: str | Path) -> None:
+        """Copy a checkpoint's weights (EMA ones where it has them) into the network and its EMA: a fresh run
+        fine-tunes them (``train.init_from``). The checkpoint must hold the configured network, parameter for
+        parameter; optimizer, schedule and step stay fresh."""
+        source, info = load_network(checkpoint)
+        name = self.config.model.name
+        if info.arch != name:
+            raise UserError(f"train.init_from {info.path} holds {info.arch}, not model.name {name}")
+        try:
+            self.model.load_state_dict(source.state_dict())
+        except RuntimeError as err:  # missing, unexpected or differently shaped parameters
+            detail = " ".join(str(err).split())
+            raise UserError(f"train.init_from {info.path}: its weights do not fit {name} as configured "
+                            f"(model.kwargs): {detail[:300]}") from err
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.model.state_dict())
+        self.notes.append(f"initialised from {info.path} ({info.summary()}, {info.container} weights)")
+
     def _follow_schedule(self, saved_config: dict[str, Any], step: int) -> None:
         """Set the learning rates from this config's schedule at the resumed step (the checkpoint holds the
         rates of its own schedule); refuse a longer run whose fixed ``optim.schedule_iters`` it would outlive."""
@@ -607,6 +626,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False) -> dict[
         trainer = Trainer(config, run_dir, device, ctx)
         if resume:
             trainer.resume(checkpoint)
+        elif config.train.init_from is not None:
+            trainer.start_from(Path(config.train.init_from).expanduser())
         if ctx.is_main:
             name = f"config.resume-{trainer.step}.yaml" if resume else "config.yaml"
             save_config(config, run_dir / name)

@@ -214,6 +214,46 @@ def test_resume_without_checkpoint_and_fresh_run_over_one(tmp_path: Path, short_
         train(tiny_config(), short_run)
 
 
+def test_init_from_fine_tunes_a_checkpoints_weights_with_a_fresh_optimizer(short_run: Path, tmp_path: Path) -> None:
+    best = short_run / "checkpoints" / "best.safetensors"
+    source, _ = load_network(best)  # its EMA weights
+    config = tiny_config(train={"init_from": str(best), "iters": 1, "seed": 5, "val_every": 0})
+    trainer = Trainer(config, tmp_path / "unused", torch.device("cpu"), DistContext())
+    random_start = {name: tensor.clone() for name, tensor in trainer.model.state_dict().items()}
+    trainer.start_from(best)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+        assert torch.equal(trainer.ema.module.state_dict()[name], tensor), name
+    assert any(not torch.equal(random_start[name], tensor) for name, tensor in source.state_dict().items())
+    assert trainer.step == 0 and not trainer.optimizer.state
+
+    run = tmp_path / "tuned"
+    train(config, run)
+    assert load_training_state(run)["step"] == 1
+    assert f"initialised from {best} (exda_restormer_test" in (run / "train.log").read_text()
+    moved = load_training_state(run)["model"]
+    assert any(not torch.equal(moved[name], tensor) for name, tensor in source.state_dict().items())
+    # --resume continues the run's own checkpoint and never reads init_from again
+    gone = tiny_config(train={"init_from": str(tmp_path / "moved_away.safetensors"), "iters": 2, "seed": 5,
+                              "val_every": 0})
+    train(gone, run, resume=True)
+    assert load_training_state(run)["step"] == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [({"name": "restormer_test"}, "holds exda_restormer_test, not model.name restormer_test"),
+     ({"name": "exda_restormer_test", "kwargs": {"value_transform": "off"}},
+      "weights do not fit exda_restormer_test as configured .model.kwargs.: Error.*Unexpected key")],
+)
+def test_init_from_another_network_is_a_user_error(
+    short_run: Path, tmp_path: Path, model: dict[str, Any], message: str
+) -> None:
+    config = tiny_config(model=model, train={"init_from": str(short_run)})  # a run folder: its last
+    with pytest.raises(UserError, match=message):
+        train(config, tmp_path / "run")
+
+
 def test_cli_trains_and_resumes(tmp_path: Path) -> None:
     preset = tmp_path / "preset.yaml"
     preset.write_text(

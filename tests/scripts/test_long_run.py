@@ -61,8 +61,10 @@ def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: 
             "--set data.val_max_items=0 --set data.degradations=[noise25] --set data.task_repeats={} "
             "--set data.length=4 --set data.batch_size=2 --set train.iters=2 --set train.keep_steps=[2]").split()
     env = {**os.environ, "PYTHON": sys.executable, "EXDA_RUNS": str(tmp_path / "runs"),
-           "EXDA_POOL": str(tmp_path / "pool"), "EXDA_STATE": str(tmp_path / "state")}  # not the repo's runs
-    slot = ["bash", str(ROOT / "scripts" / "long_run.sh"), "slot", "default_photo_plain", "default_photo_token_only"]
+           "EXDA_POOL": str(tmp_path / "pool"), "EXDA_STATE": str(tmp_path / "state"),  # not the repo's runs
+           "EXDA_SHIPPED_PHOTO": str(tmp_path / "runs" / "default_photo_plain" / "checkpoints" / "step_2.safetensors")}
+    slot = ["bash", str(ROOT / "scripts" / "long_run.sh"), "slot", "default_photo_plain", "default_photo_token_only",
+            "default_photo_plain_cycle2"]
     done = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     kwargs = {name: load_training_state(tmp_path / "runs" / name)["model_kwargs"]
@@ -76,6 +78,11 @@ def test_long_run_slot_runs_its_runs_in_order_with_their_own_settings(tmp_path: 
     short = load_training_state(tmp_path / "runs" / "default_photo_token_only")["config"]
     assert short["optim"]["schedule_iters"] == 30000  # constant lr to its end, as the pair's at step 3,000
     assert (tmp_path / "runs" / "default_photo_plain" / "checkpoints" / "step_2.safetensors").is_file()
+    cycle2 = load_training_state(tmp_path / "runs" / "default_photo_plain_cycle2")  # the twin's weights, fine-tuned
+    assert cycle2["model_kwargs"]["value_transform"] == cycle2["model_kwargs"]["global_token"] == "off"
+    assert cycle2["config"]["train"]["init_from"] == env["EXDA_SHIPPED_PHOTO"]
+    assert cycle2["config"]["train"]["seed"] == 2
+    assert "initialised from" in (tmp_path / "runs" / "default_photo_plain_cycle2" / "train.log").read_text()
     again = subprocess.run([*slot, "--", *tiny], env=env, capture_output=True, text=True)  # both finished: no-op
     log = (tmp_path / "runs" / "default_photo_plain" / "stdout.log").read_text()
     assert again.returncode == 0 and log.count("default_photo_plain: starting") == 1
