@@ -6,7 +6,8 @@ Every validation of every run (all 9 held-out photos under all 12 tasks, 192 px 
 line of ``training/<run>/validation.jsonl``. This script draws per-task PSNR against the step (all runs on
 one plot per task) and mean PSNR against the run's wall-clock hours, and writes the paired tables (ExDA -
 plain per seed, seed 0 - seed 1 per network, the whole pool - the small one, each primitive - plain) at every
-step both runs validated: ``benchmarks/results/long_run_curves.{png,json,md}``.
+step both runs validated: ``benchmarks/results/long_run_curves.{png,json,md}``. A run that continues another
+(``CONTINUES``: cycle 2 of the shipped photo model) is drawn on from that run's last step and hour.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RUNS = {
     "default_photo_pool_small": "ExDA, small pool (27 photos)",
     "default_photo_value_only": "+ value transform only",
     "default_photo_token_only": "+ global token only",
+    "default_photo_plain_cycle2": "plain twin, cycle 2 (the shipped model trained on)",
 }
 PAIRS = (  # (a, b): a - b at every step both validated (the same validation set: data.val_seed)
     ("default_photo", "default_photo_plain"),
@@ -41,6 +43,10 @@ PAIRS = (  # (a, b): a - b at every step both validated (the same validation set
     ("default_photo_value_only", "default_photo_plain"),
     ("default_photo_token_only", "default_photo_plain"),
 )
+
+
+# A run that starts from another's last weights (train.init_from): its steps and hours count on from that run's.
+CONTINUES = {"default_photo_plain_cycle2": "default_photo_plain"}
 
 
 def read(run: Path) -> list[dict]:
@@ -55,6 +61,11 @@ def main() -> int:
     args = parser.parse_args()
     curves = {name: read(args.training / name) for name in RUNS}
     curves = {name: records for name, records in curves.items() if records}
+    for name, parent in CONTINUES.items():
+        if name in curves and parent in curves:
+            start = curves[parent][-1]
+            curves[name] = [{**r, "step": r["step"] + start["step"],
+                             "train_hours": r["train_hours"] + start["train_hours"]} for r in curves[name]]
     if not curves:
         print(f"no validation.jsonl under {args.training}", file=sys.stderr)
         return 1

@@ -303,6 +303,15 @@ CLAIMS: dict[str, Claim] = {
                                r"LPIPS ([\d.+-]+) \(worse.*?\(([\d,]+) against ([\d,]+)\), FLOPs at 256x256 "
                                r"([\d.]+) against ([\d.]+) G",
         lambda: whole_photo_claims(3000)),
+    "experiments second seed": (
+        "docs/experiments.md", r"ExDA - plain at seed 1 is \*\*([\d.+-]+) dB\*\* \((\d+) of 12 tasks won\), SSIM "
+                               r"([\d.+-]+), LPIPS ([\d.+-]+) \(worse\).*?low light, ([\d.+-]+) dB \(([\d.]+) "
+                               r"against ([\d.]+) dB.*?\*\*([\d.]+) dB\*\*",
+        lambda: seed_claims(3000)),
+    "readme second seed": (
+        "README.md", r"gives ExDA - plain ([\d.+-]+) dB there \(([\d.+-]+) dB at seed 0\), against a seed spread of "
+                     r"([\d.]+) dB",
+        lambda: (*seed_claims(3000)[:1], whole_photo_claims(3000)[0], seed_claims(3000)[-1])),
     "training goals at step 7000": (
         "docs/training.md", r"at step\s+7,000 .*?meet (\d+) of (\d+) goals\. Clean photos come back at ([\d.]+) dB.*?"
                             r"haze gains only \+([\d.]+) dB on its input \(([\d.]+) dB, where the dark channel prior "
@@ -367,6 +376,19 @@ def whole_photo_claims(step: int) -> tuple[str, ...]:
     return (f"{mean['psnr']:+.3f}", str(pair["psnr_wins"]), str(pair["tasks"]), f"{mean['ssim']:+.4f}",
             f"{mean['lpips']:+.4f}", count(cost["exda"]["parameters"]), count(cost["plain"]["parameters"]),
             f"{cost['exda']['flops'] / 1e9:.2f}", f"{cost['plain']['flops'] / 1e9:.2f}")
+
+
+def seed_claims(step: int) -> tuple[str, ...]:
+    """Seed 1's ExDA - plain at ``step`` (mean, tasks won, SSIM, LPIPS; its low-light gain and both PSNRs) and the
+    seed spread, from scale_ablation.json."""
+    block = load("scale_ablation.json")["steps"][str(step)]
+    (pair,) = [p for p in block["pairs"] if p["b"] == "default_photo_plain_seed1"]
+    low = {run: block["runs"][run]["per_task"]["low_light"]["psnr"]
+           for run in ("default_photo_seed1", "default_photo_plain_seed1")}
+    mean = pair["mean"]
+    return (f"{mean['psnr']:+.3f}", str(pair["psnr_wins"]), f"{mean['ssim']:+.4f}", f"{mean['lpips']:+.4f}",
+            f"{pair['per_task']['low_light']['psnr']:+.2f}", *(f"{v:.2f}" for v in low.values()),
+            f"{block['seed_spread']:.3f}")
 
 
 def pair_separability_claims(folder: str) -> tuple[str, ...]:
